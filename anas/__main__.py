@@ -1,0 +1,5 @@
+import sys
+
+from anas.cli import main
+
+sys.exit(main())

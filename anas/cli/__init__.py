@@ -1,0 +1,68 @@
+"""The ``anas`` command line: parses arguments and calls the core, nothing more.
+
+Every command is a module of this package that registers itself on ``app``. ``main``
+turns the user's mistakes (``AnasError`` and click's usage errors) into one line on stderr
+and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from anas import __version__
+from anas.errors import AnasError
+
+app = typer.Typer(
+    name="anas",
+    help="Two-stage, weight-sharing neural architecture search (AttentiveNAS style).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"anas {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Two-stage, weight-sharing neural architecture search (AttentiveNAS style)."""
+
+
+from anas.cli import profile as _profile  # noqa: E402,F401  (registers `anas profile`)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code instead of raising SystemExit."""
+    try:
+        result = app(args=argv, prog_name="anas", standalone_mode=False)
+    except AnasError as exc:
+        _fail(str(exc))
+        return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.TyperException as exc:  # click-style usage errors: bad option, bad value
+        message = " ".join(exc.format_message().split())
+        if not message:  # bare `anas`: the help was shown, nothing went wrong
+            return 0
+        _fail(message)
+        return getattr(exc, "exit_code", 2)
+    except typer.Abort:
+        _fail("aborted")
+        return 130
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def _fail(message: str) -> None:
+    print(f"anas: error: {message}", file=sys.stderr)

@@ -1,0 +1,109 @@
+"""``anas profile``: MFLOPs, params and latency of subnets; cost tables of many."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from anas.arch import parse_arch
+from anas.cli import app
+from anas.cli.common import err, out, print_json
+from anas.errors import AnasError
+from anas.latency import LatencyConfig
+from anas.profile import ArchProfile, cost_table, profile_arch, summarize_space
+from anas.space import load_space
+from anas.table import write_table
+
+
+@app.command()
+def profile(
+    space: str = typer.Option("attentive-nas", "--space", "-s", help="Built-in space (attentive-nas, cifar, tiny) or a YAML file."),
+    arch: Optional[str] = typer.Option(None, "--arch", "-a", help="Subnet: JSON file, JSON string, min, max, random, or a model name (a0..a6)."),
+    num_classes: Optional[int] = typer.Option(None, "--num-classes", min=1, help="Classes of the classifier (default: the space's)."),
+    latency: bool = typer.Option(False, "--latency", help="Also time the static network's forward pass."),
+    device: str = typer.Option("cpu", "--device", help="Device for --latency: cpu or cuda."),
+    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Batch size for --latency."),
+    runs: int = typer.Option(50, "--runs", min=1, help="Timed runs for --latency (the median is reported)."),
+    warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed warm-up runs for --latency."),
+    sample: Optional[int] = typer.Option(None, "--sample", min=1, help="Write a cost table of this many random subnets (needs --out)."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="CSV file for --sample."),
+    seed: int = typer.Option(0, "--seed", help="Seed of random subnets (--sample, --arch random)."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+) -> None:
+    """Cost of a subnet (--arch), a cost table of random subnets (--sample), or a summary of the space."""
+    search_space = load_space(space)
+    if sample is not None:
+        if arch is not None:
+            raise AnasError("--sample and --arch exclude each other")
+        if out_path is None:
+            raise AnasError("--sample needs --out FILE.csv")
+        _write_cost_table(search_space, sample, out_path, seed, num_classes, json_output)
+    elif out_path is not None:
+        raise AnasError("--out goes with --sample")
+    elif arch is None:
+        _show_summary(search_space, num_classes, json_output)
+    else:
+        subnet = parse_arch(search_space, arch, seed)
+        latency_config = LatencyConfig(device, batch_size, warmup, runs) if latency else None
+        if latency and not json_output:
+            with err.status(f"timing {runs} runs on {device}..."):
+                result = profile_arch(search_space, subnet, num_classes, latency_config)
+        else:
+            result = profile_arch(search_space, subnet, num_classes, latency_config)
+        _show_arch(result, search_space.name, latency_config, json_output)
+
+
+def _show_arch(result: ArchProfile, space_name: str, latency: LatencyConfig | None, json_output: bool) -> None:
+    if json_output:
+        data = result.to_dict()
+        if latency is not None:
+            data.update(device=latency.device, batch_size=latency.batch_size, runs=latency.runs)
+        print_json({"space": space_name, **data})
+        return
+    table = Table(title=f"subnet of {space_name}", show_header=False)
+    arch = result.arch.to_dict()
+    for key, value in arch.items():
+        table.add_row(key, " ".join(str(v) for v in value) if isinstance(value, list) else str(value))
+    table.add_row("MFLOPs", f"{result.mflops:.2f}")
+    table.add_row("params (M)", f"{result.params_m:.3f}")
+    if result.latency_ms is not None:
+        table.add_row(f"latency (ms, median, {latency.device}, batch {latency.batch_size})", f"{result.latency_ms:.3f}")
+    out.print(table)
+
+
+def _show_summary(space, num_classes: int | None, json_output: bool) -> None:
+    summary = summarize_space(space, num_classes)
+    if json_output:
+        print_json(summary)
+        return
+    table = Table(title=f"space {summary['space']}: {summary['num_subnets']:.3e} subnets, {summary['num_classes']} classes")
+    table.add_column("subnet")
+    table.add_column("resolution", justify="right")
+    table.add_column("MFLOPs", justify="right")
+    table.add_column("params (M)", justify="right")
+    for key in ("smallest", "largest"):
+        row = summary[key]
+        table.add_row(key, str(row["arch"]["resolution"]), f"{row['mflops']:.2f}", f"{row['params_m']:.3f}")
+    out.print(table)
+    if summary["models"]:
+        out.print(f"named subnets for --arch: {', '.join(summary['models'])}")
+
+
+def _write_cost_table(space, n: int, path: Path, seed: int, num_classes: int | None, json_output: bool) -> None:
+    start = time.perf_counter()
+    frame = cost_table(space, n, seed, num_classes)
+    write_table(frame, path)
+    seconds = time.perf_counter() - start
+    mflops = frame["mflops"]
+    stats = {"min": float(mflops.min()), "median": float(mflops.median()), "max": float(mflops.max())}
+    if json_output:
+        print_json({"space": space.name, "rows": n, "path": str(path), "seed": seed, "mflops": stats, "seconds": seconds})
+        return
+    out.print(
+        f"wrote {n} subnets of {space.name} to {path} in {seconds:.2f} s "
+        f"(MFLOPs min {stats['min']:.1f}, median {stats['median']:.1f}, max {stats['max']:.1f})"
+    )

@@ -1,0 +1,21 @@
+"""Errors that the user caused and can fix; the CLI prints them as one line and exits 2."""
+
+
+class AnasError(Exception):
+    """A problem with the user's input (arguments, files, data); never a bug in anas."""
+
+
+class SpaceError(AnasError):
+    """A search space that is unknown or malformed."""
+
+
+class ArchError(AnasError):
+    """A subnet description that is malformed or not part of its search space."""
+
+
+class OutputError(AnasError):
+    """A result that cannot be written where the user asked."""
+
+
+class TableError(AnasError):
+    """A subnet table (CSV) that is missing, malformed or off its search space."""

@@ -1,0 +1,66 @@
+"""What ``anas profile`` computes: costs (and latency) of one subnet, a space summary, and
+cost tables of many random subnets."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from anas.arch import Arch, ArchBatch, largest_arch, sample_archs, smallest_arch
+from anas.cost import arch_costs, batch_costs
+from anas.latency import LatencyConfig, measure_latency
+from anas.space import SearchSpace
+from anas.static import StaticNet
+from anas.table import archs_to_frame
+
+
+@dataclass(frozen=True)
+class ArchProfile:
+    arch: Arch
+    mflops: float
+    params_m: float
+    latency_ms: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"arch": self.arch.to_dict(), "mflops": self.mflops, "params_m": self.params_m}
+        if self.latency_ms is not None:
+            out["latency_ms"] = self.latency_ms
+        return out
+
+
+def profile_arch(space: SearchSpace, arch: Arch, num_classes: int | None = None,
+                 latency: LatencyConfig | None = None) -> ArchProfile:
+    mflops, params_m = arch_costs(space, arch, num_classes)
+    latency_ms = None
+    if latency is not None:
+        net = StaticNet(space, arch, num_classes)
+        latency_ms = measure_latency(net, arch.resolution, latency, space.in_channels)
+    return ArchProfile(arch, mflops, params_m, latency_ms)
+
+
+def count_subnets(space: SearchSpace) -> int:
+    """How many distinct subnets the space holds."""
+    per_stage = [len(s.depths) * len(s.kernel_sizes) * len(s.expand_ratios) for s in space.stages]
+    return len(space.resolutions) * math.prod(len(c) for c in space.width_choices) * math.prod(per_stage)
+
+
+def summarize_space(space: SearchSpace, num_classes: int | None = None) -> dict[str, Any]:
+    return {
+        "space": space.name,
+        "num_classes": space.num_classes if num_classes is None else num_classes,
+        "num_stages": space.num_stages,
+        "num_subnets": count_subnets(space),
+        "smallest": profile_arch(space, smallest_arch(space), num_classes).to_dict(),
+        "largest": profile_arch(space, largest_arch(space), num_classes).to_dict(),
+        "models": sorted(space.models),
+    }
+
+
+def cost_table(space: SearchSpace, n: int, seed: int = 0, num_classes: int | None = None) -> pd.DataFrame:
+    """The table of ``n`` uniformly sampled subnets with their MFLOPs and params."""
+    batch: ArchBatch = sample_archs(space, n, np.random.default_rng(seed))
+    return archs_to_frame(space, batch, batch_costs(space, batch, num_classes))

@@ -1,0 +1,156 @@
+"""The static (plain) network of one subnet: a standalone ``torch.nn.Module``.
+
+It needs no supernet: ``build_static_net(space, arch)`` gives a freshly initialized network
+whose layers have exactly the shapes of the subnet. The supernet's ``get_active_subnet()``
+returns the same class with the shared weights copied in, and ``anas export`` ships it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from anas.arch import Arch
+from anas.space import SearchSpace, hidden_width, se_width
+
+
+def make_activation(name: str) -> nn.Module:
+    if name == "swish":
+        return nn.SiLU()
+    if name == "relu":
+        return nn.ReLU()
+    if name == "hswish":
+        return nn.Hardswish()
+    raise ValueError(f"unknown activation {name!r}")
+
+
+class ConvBNAct(nn.Module):
+    """Convolution without bias, BatchNorm, optional activation; 'same' padding."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int = 1, stride: int = 1,
+                 groups: int = 1, activation: str | None = "swish"):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, kernel_size, stride, kernel_size // 2, groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(c_out)
+        self.act = make_activation(activation) if activation else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation: global pool, 1x1 conv, ReLU, 1x1 conv, hard-sigmoid gate."""
+
+    def __init__(self, channels: int, squeezed: int):
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, squeezed, 1, bias=True)
+        self.relu = nn.ReLU()
+        self.expand = nn.Conv2d(squeezed, channels, 1, bias=True)
+        self.gate = nn.Hardsigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = x.mean((2, 3), keepdim=True)
+        return x * self.gate(self.expand(self.relu(self.reduce(scale))))
+
+
+class Shortcut(nn.Module):
+    """Residual path of a block whose input and output shapes differ: average pooling for
+    stride > 1, then a 1x1 conv without BN when the channels differ."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.pool = nn.AvgPool2d(stride, stride, ceil_mode=True) if stride > 1 else nn.Identity()
+        self.conv = nn.Conv2d(c_in, c_out, 1, bias=False) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.pool(x))
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV3 block: [1x1 expand] -> kxk depthwise -> [SE] -> 1x1 project, plus residual."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, expand_ratio: float,
+                 stride: int, use_se: bool, activation: str):
+        super().__init__()
+        hidden = int(hidden_width(c_in, expand_ratio))
+        self.expand = ConvBNAct(c_in, hidden, 1, activation=activation) if expand_ratio != 1 else None
+        self.depthwise = ConvBNAct(hidden, hidden, kernel_size, stride, groups=hidden, activation=activation)
+        self.se = SqueezeExcite(hidden, int(se_width(hidden))) if use_se else None
+        self.project = ConvBNAct(hidden, c_out, 1, activation=None)
+        identity = stride == 1 and c_in == c_out
+        self.shortcut = None if identity else Shortcut(c_in, c_out, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x if self.expand is None else self.expand(x)
+        out = self.depthwise(out)
+        if self.se is not None:
+            out = self.se(out)
+        out = self.project(out)
+        return out + (x if self.shortcut is None else self.shortcut(x))
+
+
+class ClassifierHead(nn.Module):
+    """1x1 expand (BN, act), global pool, 1x1 mix conv (no BN, act), dropout, linear."""
+
+    def __init__(self, c_in: int, expanded: int, width: int, num_classes: int,
+                 dropout: float, activation: str):
+        super().__init__()
+        self.expand = ConvBNAct(c_in, expanded, 1, activation=activation)
+        self.mix = nn.Conv2d(expanded, width, 1, bias=False)
+        self.act = make_activation(activation)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.expand(x).mean((2, 3), keepdim=True)
+        x = self.act(self.mix(x)).flatten(1)
+        return self.classifier(self.dropout(x))
+
+
+class StaticNet(nn.Module):
+    """The plain network of one subnet; ``forward`` takes images at ``arch.resolution``."""
+
+    def __init__(self, space: SearchSpace, arch: Arch, num_classes: int | None = None):
+        super().__init__()
+        self.space_name = space.name
+        self.arch = arch
+        self.num_classes = space.num_classes if num_classes is None else num_classes
+        act = space.activation
+        first = space.first_conv
+        self.first_conv = ConvBNAct(space.in_channels, arch.width[0], first.kernel_size, first.stride, activation=act)
+        blocks = []
+        channels = arch.width[0]
+        for i, stage in enumerate(space.stages):
+            for j in range(arch.depth[i]):
+                blocks.append(InvertedResidual(
+                    channels, arch.width[i + 1], arch.kernel_size[i], arch.expand_ratio[i],
+                    stage.stride if j == 0 else 1, stage.se, act,
+                ))
+                channels = arch.width[i + 1]
+        self.blocks = nn.Sequential(*blocks)
+        self.head = ClassifierHead(channels, space.head.expand_ratio * channels, arch.width[-1],
+                                   self.num_classes, space.dropout, act)
+        self.reset_parameters()
+
+    @property
+    def resolution(self) -> int:
+        return self.arch.resolution
+
+    def reset_parameters(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, 0.0, 0.01)
+                nn.init.zeros_(module.bias)
+        for block in self.blocks:
+            nn.init.zeros_(block.project.bn.weight)  # each block starts as its shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.first_conv(x)))
+

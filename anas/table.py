@@ -1,0 +1,106 @@
+"""The subnet table: the CSV format every command reads and writes.
+
+One row per subnet, one column per setting (``resolution``, ``width_0``.., ``depth_0``..,
+``kernel_size_0``.., ``expand_ratio_0``..; lengths from the space), then the cost columns
+``mflops`` and ``params_m``, then whatever a command adds (``acc1``, ``pred_acc1``, ...).
+See ``docs/table-format.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from anas.arch import LIST_SETTINGS, ArchBatch
+from anas.cost import Costs
+from anas.errors import TableError
+from anas.io import atomic_write
+from anas.space import SearchSpace
+
+COST_COLUMNS = ("mflops", "params_m")
+
+
+def setting_columns(space: SearchSpace) -> list[str]:
+    columns = ["resolution"]
+    for setting in LIST_SETTINGS:
+        columns += [f"{setting}_{i}" for i in range(len(space.choices(setting)))]
+    return columns
+
+
+def archs_to_frame(space: SearchSpace, batch: ArchBatch, costs: Costs | None = None) -> pd.DataFrame:
+    """The table of ``batch``; with ``costs``, the ``mflops`` and ``params_m`` columns too."""
+    data: dict[str, np.ndarray] = {"resolution": batch.resolution}
+    for setting in LIST_SETTINGS:
+        values = getattr(batch, setting)
+        if setting == "expand_ratio" and np.all(values == np.round(values)):
+            values = values.astype(np.int64)
+        for i in range(values.shape[1]):
+            data[f"{setting}_{i}"] = values[:, i]
+    if costs is not None:
+        data["mflops"] = costs.mflops
+        data["params_m"] = costs.params_m
+    return pd.DataFrame(data)
+
+
+def frame_to_archs(space: SearchSpace, frame: pd.DataFrame, source: str = "table") -> ArchBatch:
+    """Read the settings columns of a table back as subnets, checking every cell."""
+    expected = setting_columns(space)
+    missing = [c for c in expected if c not in frame.columns]
+    if missing:
+        raise TableError(f"{source}: missing column(s) {', '.join(missing)} for space {space.name}")
+    if frame.empty:
+        raise TableError(f"{source}: the table has no rows")
+    values = {}
+    for column in expected:
+        numeric = pd.to_numeric(frame[column], errors="coerce")
+        bad = numeric.isna().to_numpy()
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise TableError(
+                f"{source}: line {row + 2}, column {column}: {frame[column].iloc[row]!r} is not a number"
+            )
+        values[column] = numeric.to_numpy()
+    choices = {"resolution": space.resolutions}
+    for setting in LIST_SETTINGS:
+        for i, allowed in enumerate(space.choices(setting)):
+            choices[f"{setting}_{i}"] = allowed
+    for column, allowed in choices.items():
+        off = ~np.isin(values[column], np.asarray(allowed, dtype=np.float64))
+        if off.any():
+            row = int(np.argmax(off))
+            allowed_text = ", ".join(f"{a:g}" for a in allowed)
+            raise TableError(
+                f"{source}: line {row + 2}, column {column}: {values[column][row]:g} is not a choice "
+                f"of space {space.name} (allowed: {allowed_text})"
+            )
+
+    def stack(setting: str, dtype) -> np.ndarray:
+        n = len(space.choices(setting))
+        return np.stack([values[f"{setting}_{i}"] for i in range(n)], axis=1).astype(dtype)
+
+    return ArchBatch(
+        resolution=values["resolution"].astype(np.int64),
+        width=stack("width", np.int64),
+        depth=stack("depth", np.int64),
+        kernel_size=stack("kernel_size", np.int64),
+        expand_ratio=stack("expand_ratio", np.float64),
+    )
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A CSV table as a DataFrame; a missing or malformed file is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise TableError(f"table {path} does not exist")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TableError(f"table {path} is not a valid CSV file: {reason}") from None
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write a table atomically (temporary file, then rename)."""
+    return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
