@@ -19,3 +19,11 @@ class OutputError(AnasError):
 
 class TableError(AnasError):
     """A subnet table (CSV) that is missing, malformed or off its search space."""
+
+
+class DataError(AnasError):
+    """A dataset that is missing, empty or malformed."""
+
+
+class CheckpointError(AnasError):
+    """A checkpoint or run folder that is missing, corrupt or of another space."""
