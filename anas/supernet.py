@@ -1,0 +1,316 @@
+"""The weight-sharing supernet of a search space.
+
+Every subnet is a slice of the largest network: the first N channels of each layer, the
+first D blocks of a stage, the centre k x k of the largest depthwise kernel, the input
+resized to the subnet's resolution. ``set_active(arch)`` selects a subnet;
+``get_active_subnet()`` returns its :class:`~anas.static.StaticNet` with the shared weights
+copied in. Parameter names match the static network's, block for block.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anas.arch import Arch, largest_arch, smallest_arch
+from anas.space import SearchSpace, hidden_width, se_width
+from anas.static import StaticNet, make_activation
+
+
+def _leading(weight: torch.Tensor, out: int, in_: int | None = None) -> torch.Tensor:
+    """The first ``out`` (and ``in_``) channels of a weight, without a copy when whole."""
+    if weight.shape[0] != out:
+        weight = weight[:out]
+    if in_ is not None and weight.shape[1] != in_:
+        weight = weight[:, :in_]
+    return weight
+
+
+def _centre(weight: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    full = weight.shape[-1]
+    if full == kernel_size:
+        return weight
+    start = (full - kernel_size) // 2
+    return weight[..., start:start + kernel_size, start:start + kernel_size]
+
+
+def slice_like(source: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """The part of a supernet tensor that a static tensor of ``shape`` holds: leading slices
+    of the first two dimensions, the centre of the spatial ones."""
+    out = source
+    for dim, size in enumerate(shape):
+        if out.shape[dim] == size:
+            continue
+        start = (out.shape[dim] - size) // 2 if dim >= 2 else 0
+        out = out.narrow(dim, start, size)
+    return out
+
+
+class DynamicBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm over the first C channels, C taken from the input."""
+
+    update_stats: bool = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        whole = c == self.num_features
+        weight = self.weight if whole else self.weight[:c]
+        bias = self.bias if whole else self.bias[:c]
+        if self.training and not self.update_stats:
+            return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
+        mean = self.running_mean if whole else self.running_mean[:c]
+        var = self.running_var if whole else self.running_var[:c]
+        return F.batch_norm(x, mean, var, weight, bias, self.training, self.momentum, self.eps)
+
+
+class DynamicConvBNAct(nn.Module):
+    """Conv (max channels, max kernel) + BN + optional activation; ``active_out`` and
+    ``active_kernel`` select the slice, input channels come from the input."""
+
+    def __init__(self, max_in: int, max_out: int, max_kernel: int = 1, stride: int = 1,
+                 depthwise: bool = False, activation: str | None = "swish"):
+        super().__init__()
+        self.stride = stride
+        self.depthwise = depthwise
+        self.conv = nn.Conv2d(max_in, max_out, max_kernel, stride, max_kernel // 2,
+                              groups=max_out if depthwise else 1, bias=False)
+        self.bn = DynamicBatchNorm2d(max_out)
+        self.act = make_activation(activation) if activation else nn.Identity()
+        self.active_out = max_out
+        self.active_kernel = max_kernel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c_in = x.shape[1]
+        k = self.active_kernel
+        if self.depthwise:
+            weight = _centre(_leading(self.conv.weight, c_in), k)
+            y = F.conv2d(x, weight, None, self.stride, k // 2, 1, c_in)
+        else:
+            weight = _centre(_leading(self.conv.weight, self.active_out, c_in), k)
+            y = F.conv2d(x, weight, None, self.stride, k // 2)
+        return self.act(self.bn(y))
+
+
+class DynamicSqueezeExcite(nn.Module):
+    def __init__(self, max_channels: int, max_squeezed: int):
+        super().__init__()
+        self.reduce = nn.Conv2d(max_channels, max_squeezed, 1, bias=True)
+        self.relu = nn.ReLU()
+        self.expand = nn.Conv2d(max_squeezed, max_channels, 1, bias=True)
+        self.gate = nn.Hardsigmoid()
+        self.active_squeezed = max_squeezed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, s = x.shape[1], self.active_squeezed
+        scale = x.mean((2, 3), keepdim=True)
+        scale = self.relu(F.conv2d(scale, _leading(self.reduce.weight, s, c), _leading(self.reduce.bias, s)))
+        scale = F.conv2d(scale, _leading(self.expand.weight, c, s), _leading(self.expand.bias, c))
+        return x * self.gate(scale)
+
+
+class DynamicShortcut(nn.Module):
+    def __init__(self, max_in: int, max_out: int, stride: int, has_conv: bool):
+        super().__init__()
+        self.pool = nn.AvgPool2d(stride, stride, ceil_mode=True) if stride > 1 else nn.Identity()
+        self.conv = nn.Conv2d(max_in, max_out, 1, bias=False) if has_conv else nn.Identity()
+        self.active_out = max_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(x)
+        if x.shape[1] != self.active_out:
+            x = F.conv2d(x, _leading(self.conv.weight, self.active_out, x.shape[1]))
+        return x
+
+
+@dataclass(frozen=True)
+class _BlockChoice:
+    c_in: int
+    c_out: int
+    kernel_size: int
+    expand_ratio: float
+
+
+class DynamicInvertedResidual(nn.Module):
+    """An inverted-residual block at its largest; ``choose`` sets the active slice."""
+
+    def __init__(self, in_choices: tuple[int, ...], out_choices: tuple[int, ...], kernel_sizes: tuple[int, ...],
+                 expand_ratios: tuple[float, ...], stride: int, use_se: bool, activation: str):
+        super().__init__()
+        max_in, max_out, max_k = max(in_choices), max(out_choices), max(kernel_sizes)
+        max_hidden = max(int(hidden_width(c, e)) for c in in_choices for e in expand_ratios)
+        self.stride = stride
+        self.expand = (DynamicConvBNAct(max_in, max_hidden, 1, activation=activation)
+                       if any(e != 1 for e in expand_ratios) else None)
+        self.depthwise = DynamicConvBNAct(max_hidden, max_hidden, max_k, stride, depthwise=True, activation=activation)
+        self.se = DynamicSqueezeExcite(max_hidden, int(se_width(max_hidden))) if use_se else None
+        self.project = DynamicConvBNAct(max_hidden, max_out, 1, activation=None)
+        needs_conv = any(a != b for a in in_choices for b in out_choices)
+        self.shortcut = DynamicShortcut(max_in, max_out, stride, needs_conv) if stride > 1 or needs_conv else None
+        self.choice: _BlockChoice | None = None
+        self.drop_connect = 0.0
+
+    def choose(self, choice: _BlockChoice) -> None:
+        self.choice = choice
+        hidden = int(hidden_width(choice.c_in, choice.expand_ratio))
+        if self.expand is not None:
+            self.expand.active_out = hidden
+        self.depthwise.active_kernel = choice.kernel_size
+        if self.se is not None:
+            self.se.active_squeezed = int(se_width(hidden))
+        self.project.active_out = choice.c_out
+        if self.shortcut is not None:
+            self.shortcut.active_out = choice.c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        choice = self.choice
+        out = x if choice.expand_ratio == 1 else self.expand(x)
+        out = self.depthwise(out)
+        if self.se is not None:
+            out = self.se(out)
+        out = self.project(out)
+        if self.training and self.drop_connect > 0:
+            keep = 1.0 - self.drop_connect
+            mask = torch.rand(out.shape[0], 1, 1, 1, device=out.device, dtype=out.dtype) < keep
+            out = out * mask / keep
+        identity = self.stride == 1 and choice.c_in == choice.c_out
+        return out + (x if identity else self.shortcut(x))
+
+
+class DynamicHead(nn.Module):
+    def __init__(self, max_in: int, expand_ratio: int, max_width: int, num_classes: int, activation: str):
+        super().__init__()
+        self.expand_ratio = expand_ratio
+        self.expand = DynamicConvBNAct(max_in, expand_ratio * max_in, 1, activation=activation)
+        self.mix = nn.Conv2d(expand_ratio * max_in, max_width, 1, bias=False)
+        self.act = make_activation(activation)
+        self.classifier = nn.Linear(max_width, num_classes)
+        self.active_width = max_width
+        self.dropout = 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.expand.active_out = self.expand_ratio * x.shape[1]
+        x = self.expand(x).mean((2, 3), keepdim=True)
+        x = self.act(F.conv2d(x, _leading(self.mix.weight, self.active_width, x.shape[1]))).flatten(1)
+        if self.dropout > 0:
+            x = F.dropout(x, self.dropout, self.training)
+        return F.linear(x, _leading(self.classifier.weight, self.classifier.out_features, x.shape[1]),
+                        self.classifier.bias)
+
+
+class Supernet(nn.Module):
+    """All subnets of ``space`` in one network with shared weights."""
+
+    def __init__(self, space: SearchSpace, num_classes: int | None = None):
+        super().__init__()
+        self.space = space
+        self.num_classes = space.num_classes if num_classes is None else num_classes
+        act = space.activation
+        first = space.first_conv
+        self.first_conv = DynamicConvBNAct(space.in_channels, max(first.widths), first.kernel_size,
+                                           first.stride, activation=act)
+        stages = []
+        in_choices = first.widths
+        for stage in space.stages:
+            blocks = [DynamicInvertedResidual(in_choices if j == 0 else stage.widths, stage.widths,
+                                              stage.kernel_sizes, stage.expand_ratios,
+                                              stage.stride if j == 0 else 1, stage.se, act)
+                      for j in range(max(stage.depths))]
+            stages.append(nn.ModuleList(blocks))
+            in_choices = stage.widths
+        self.stages = nn.ModuleList(stages)
+        self.head = DynamicHead(max(in_choices), space.head.expand_ratio, max(space.head.widths),
+                                self.num_classes, act)
+        self._reset_parameters()
+        self.active_arch: Arch = largest_arch(space)
+        self.set_active(self.active_arch)
+
+    def _reset_parameters(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, 0.0, 0.01)
+                nn.init.zeros_(module.bias)
+        for stage in self.stages:
+            for block in stage:
+                nn.init.zeros_(block.project.bn.weight)  # each block starts as its shortcut
+
+    # -- selecting subnets --------------------------------------------------------------
+
+    def set_active(self, arch: Arch, dropout: float = 0.0, drop_connect: float = 0.0,
+                   drop_connect_stages: int = 2) -> None:
+        """Select ``arch``. ``dropout`` (before the classifier) and ``drop_connect`` apply in
+        training mode; drop-connect grows linearly with the block index up to
+        ``drop_connect`` in the last ``drop_connect_stages`` stages."""
+        self.active_arch = arch
+        self.first_conv.active_out = arch.width[0]
+        c_in = arch.width[0]
+        total_blocks = sum(arch.depth)
+        index = 0
+        first_regularized = self.space.num_stages - drop_connect_stages
+        for i, stage in enumerate(self.stages):
+            c_out = arch.width[i + 1]
+            for j in range(arch.depth[i]):
+                block = stage[j]
+                block.choose(_BlockChoice(c_in if j == 0 else c_out, c_out, arch.kernel_size[i], arch.expand_ratio[i]))
+                block.drop_connect = drop_connect * index / total_blocks if i >= first_regularized else 0.0
+                index += 1
+            c_in = c_out
+        self.head.active_width = arch.width[-1]
+        self.head.dropout = dropout
+
+    def set_largest(self, **regularization) -> None:
+        self.set_active(largest_arch(self.space), **regularization)
+
+    def set_smallest(self) -> None:
+        self.set_active(smallest_arch(self.space))
+
+    @contextmanager
+    def frozen_bn_stats(self):
+        """Forward passes in training mode that leave the BN running statistics alone."""
+        bns = [m for m in self.modules() if isinstance(m, DynamicBatchNorm2d)]
+        for bn in bns:
+            bn.update_stats = False
+        try:
+            yield self
+        finally:
+            for bn in bns:
+                bn.update_stats = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        arch = self.active_arch
+        if x.shape[-1] != arch.resolution or x.shape[-2] != arch.resolution:
+            x = F.interpolate(x, size=(arch.resolution, arch.resolution), mode="bilinear", align_corners=False)
+        x = self.first_conv(x)
+        for i, stage in enumerate(self.stages):
+            for j in range(arch.depth[i]):
+                x = stage[j](x)
+        return self.head(x)
+
+    # -- extraction ---------------------------------------------------------------------
+
+    def get_active_subnet(self) -> StaticNet:
+        """The static network of the active subnet, with the shared weights (and BN
+        statistics) copied in; independent of the supernet afterwards."""
+        arch = self.active_arch
+        net = StaticNet(self.space, arch, self.num_classes)
+        pairs = [(self.first_conv, net.first_conv)]
+        static_blocks = iter(net.blocks)
+        for i, stage in enumerate(self.stages):
+            pairs += [(stage[j], next(static_blocks)) for j in range(arch.depth[i])]
+        pairs.append((self.head, net.head))
+        with torch.no_grad():
+            for source, target in pairs:
+                source_state = source.state_dict()
+                for name, tensor in target.state_dict().items():
+                    tensor.copy_(slice_like(source_state[name], tensor.shape))
+        return net.train(self.training)
