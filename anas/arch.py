@@ -216,3 +216,36 @@ def sample_archs(space: SearchSpace, n: int, rng: np.random.Generator) -> ArchBa
 
 def _draw(rng: np.random.Generator, choices, n: int, dtype=np.int64) -> np.ndarray:
     return np.asarray(choices, dtype=dtype)[rng.integers(0, len(choices), size=n)]
+
+
+def sample_archs_by_size(space: SearchSpace, n: int, rng: np.random.Generator) -> ArchBatch:
+    """``n`` subnets spread over the whole cost range, the extremes included.
+
+    Uniform sampling almost never yields subnets near the smallest or the largest (the
+    smallest ``attentive-nas`` subnet is one in 4e11). Here each subnet draws a size
+    ``t`` in [0, 1] and a spread ``s``; every setting takes the choice nearest to
+    ``t * (choices - 1)`` plus Gaussian noise of ``s`` choices (choices are sorted, and a
+    larger choice always costs more). Used to cover rare MFLOPs bins and narrow bands.
+    """
+    size = rng.random(n)
+    spread = rng.uniform(0.0, 1.0, n)
+
+    def draw(choices, dtype=np.int64) -> np.ndarray:
+        m = len(choices)
+        index = np.rint(size * (m - 1) + rng.normal(0.0, 1.0, n) * spread).astype(np.int64)
+        return np.asarray(choices, dtype=dtype)[np.clip(index, 0, m - 1)]
+
+    return ArchBatch(
+        resolution=draw(space.resolutions),
+        width=np.stack([draw(c) for c in space.width_choices], axis=1),
+        depth=np.stack([draw(c) for c in space.stage_choices("depth")], axis=1),
+        kernel_size=np.stack([draw(c) for c in space.stage_choices("kernel_size")], axis=1),
+        expand_ratio=np.stack([draw(c, np.float64) for c in space.stage_choices("expand_ratio")], axis=1),
+    )
+
+
+def concat_batches(batches: list[ArchBatch]) -> ArchBatch:
+    return ArchBatch(**{
+        name: np.concatenate([getattr(b, name) for b in batches])
+        for name in ("resolution", "width", "depth", "kernel_size", "expand_ratio")
+    })

@@ -232,6 +232,31 @@ def space_from_dict(data: Any, source: str = "<dict>") -> SearchSpace:
     return space
 
 
+def space_to_dict(space: SearchSpace) -> dict[str, Any]:
+    """The space in the YAML schema (plain lists and numbers): ``space_from_dict`` reads it
+    back. Checkpoints carry it, so a run never depends on the space file it started from."""
+    data: dict[str, Any] = {
+        "name": space.name,
+        "num_classes": space.num_classes,
+        "resolutions": list(space.resolutions),
+        "activation": space.activation,
+        "dropout": space.dropout,
+        "in_channels": space.in_channels,
+        "first_conv": {"widths": list(space.first_conv.widths), "kernel_size": space.first_conv.kernel_size,
+                       "stride": space.first_conv.stride},
+        "stages": [
+            {"name": s.name, "widths": list(s.widths), "depths": list(s.depths),
+             "kernel_sizes": list(s.kernel_sizes), "expand_ratios": list(s.expand_ratios),
+             "se": s.se, "stride": s.stride}
+            for s in space.stages
+        ],
+        "head": {"widths": list(space.head.widths), "expand_ratio": space.head.expand_ratio},
+    }
+    if space.models:
+        data["models"] = {name: dict(arch) for name, arch in space.models.items()}
+    return data
+
+
 class _Checker:
     def __init__(self, source: str):
         self.source = source

@@ -138,7 +138,8 @@ class DynamicInvertedResidual(nn.Module):
     """An inverted-residual block at its largest; ``choose`` sets the active slice."""
 
     def __init__(self, in_choices: tuple[int, ...], out_choices: tuple[int, ...], kernel_sizes: tuple[int, ...],
-                 expand_ratios: tuple[float, ...], stride: int, use_se: bool, activation: str):
+                 expand_ratios: tuple[float, ...], stride: int, use_se: bool, activation: str,
+                 first_of_stage: bool = True):
         super().__init__()
         max_in, max_out, max_k = max(in_choices), max(out_choices), max(kernel_sizes)
         max_hidden = max(int(hidden_width(c, e)) for c in in_choices for e in expand_ratios)
@@ -148,7 +149,8 @@ class DynamicInvertedResidual(nn.Module):
         self.depthwise = DynamicConvBNAct(max_hidden, max_hidden, max_k, stride, depthwise=True, activation=activation)
         self.se = DynamicSqueezeExcite(max_hidden, int(se_width(max_hidden))) if use_se else None
         self.project = DynamicConvBNAct(max_hidden, max_out, 1, activation=None)
-        needs_conv = any(a != b for a in in_choices for b in out_choices)
+        # only a stage's first block can change the width (later blocks map c -> c)
+        needs_conv = first_of_stage and any(a != b for a in in_choices for b in out_choices)
         self.shortcut = DynamicShortcut(max_in, max_out, stride, needs_conv) if stride > 1 or needs_conv else None
         self.choice: _BlockChoice | None = None
         self.drop_connect = 0.0
@@ -217,7 +219,7 @@ class Supernet(nn.Module):
         for stage in space.stages:
             blocks = [DynamicInvertedResidual(in_choices if j == 0 else stage.widths, stage.widths,
                                               stage.kernel_sizes, stage.expand_ratios,
-                                              stage.stride if j == 0 else 1, stage.se, act)
+                                              stage.stride if j == 0 else 1, stage.se, act, first_of_stage=j == 0)
                       for j in range(max(stage.depths))]
             stages.append(nn.ModuleList(blocks))
             in_choices = stage.widths

@@ -1,0 +1,92 @@
+"""Evaluating subnets honestly: BN statistics re-estimated before every measurement.
+
+Running BN statistics of a weight-sharing supernet are not trusted: they mix many subnets.
+Before a subnet is evaluated, its BN statistics are reset and re-estimated as a cumulative
+average over a few training batches (``recalibrate_bn``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from itertools import islice
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anas.arch import Arch
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    acc1: float  # top-1 accuracy, percent
+    acc5: float  # top-5 accuracy, percent
+    loss: float  # mean cross-entropy
+    images: int
+
+    def to_dict(self) -> dict:
+        return {"acc1": self.acc1, "acc5": self.acc5, "loss": self.loss, "images": self.images}
+
+
+def _batchnorms(net: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@torch.no_grad()
+def recalibrate_bn(net: nn.Module, batches: Iterable, num_batches: int, device: torch.device | str = "cpu") -> nn.Module:
+    """Reset every BN layer's running statistics and re-estimate them as the cumulative
+    average over ``num_batches`` batches of ``(images, labels)``; returns ``net`` in eval mode."""
+    bns = _batchnorms(net)
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative moving average
+    net.train()
+    seen = 0
+    for images, _ in islice(batches, num_batches):
+        net(images.to(device, non_blocking=True))
+        seen += 1
+    for bn, momentum in zip(bns, momenta):
+        bn.momentum = momentum
+    if seen == 0:
+        raise ValueError("BN recalibration got no batches")
+    return net.eval()
+
+
+@torch.no_grad()
+def evaluate(net: nn.Module, batches: Iterable, device: torch.device | str = "cpu") -> EvalResult:
+    """Top-1, top-5 and loss of ``net`` (in eval mode) over all ``batches``."""
+    net.eval()
+    correct1 = correct5 = 0
+    loss_sum = 0.0
+    count = 0
+    for images, labels in batches:
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        logits = net(images).float()
+        loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        hits = top == labels[:, None]
+        correct1 += int(hits[:, 0].sum())
+        correct5 += int(hits.any(dim=1).sum())
+        count += labels.numel()
+    if count == 0:
+        raise ValueError("evaluation got no batches")
+    return EvalResult(100.0 * correct1 / count, 100.0 * correct5 / count, loss_sum / count, count)
+
+
+def evaluate_subnet(supernet, arch: Arch, calib_batches: Iterable, num_calib: int, val_batches: Iterable,
+                    device: torch.device | str = "cpu") -> EvalResult:
+    """Extract ``arch`` from the supernet, recalibrate its BN, evaluate it. The supernet's
+    active subnet and mode are left as they were. Torch's RNG is forked, so evaluation
+    never changes the training's random stream."""
+    previous, was_training = supernet.active_arch, supernet.training
+    supernet.set_active(arch)
+    net = supernet.get_active_subnet().to(device)
+    supernet.set_active(previous)
+    supernet.train(was_training)
+    devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(0)
+        recalibrate_bn(net, calib_batches, num_calib, device)
+        return evaluate(net, val_batches, device)

@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+import torch
+
+from anas.arch import largest_arch, sample_archs, smallest_arch
+from anas.space import load_space
+from anas.supernet import Supernet, slice_like
+
+
+def _randomize(model: torch.nn.Module, seed: int = 0) -> None:
+    """Non-trivial BN statistics and affine parameters, so that zero-initialized layers do
+    not hide slicing mistakes."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+                m.bias.copy_(torch.rand(m.bias.shape, generator=gen) - 0.5)
+                m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=gen) * 0.2 - 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+            elif isinstance(m, torch.nn.Linear):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * 0.1)
+
+
+@pytest.mark.parametrize("space_name, n", [("tiny", 6), ("cifar", 4), ("attentive-nas", 2)])
+def test_supernet_and_extracted_static_net_agree(space_name, n):
+    space = load_space(space_name)
+    torch.manual_seed(0)
+    supernet = Supernet(space)
+    _randomize(supernet)
+    supernet.eval()
+    archs = [smallest_arch(space), largest_arch(space), *sample_archs(space, n, np.random.default_rng(3))]
+    for arch in archs:
+        supernet.set_active(arch)
+        static = supernet.get_active_subnet().eval()
+        x = torch.randn(2, 3, arch.resolution, arch.resolution)
+        with torch.no_grad():
+            diff = (supernet(x) - static(x)).abs().max().item()
+        assert diff <= 1e-5, (arch, diff)
+
+
+def test_training_mode_agrees_too(tiny):
+    torch.manual_seed(1)
+    supernet = Supernet(tiny)
+    _randomize(supernet)
+    arch = sample_archs(tiny, 1, np.random.default_rng(5))[0]
+    supernet.set_active(arch)
+    static = supernet.get_active_subnet()
+    static.head.dropout.p = 0.0  # the supernet applies dropout only when set_active asks for it
+    supernet.train(), static.train()
+    x = torch.randn(8, 3, arch.resolution, arch.resolution)
+    assert torch.allclose(supernet(x), static(x), atol=1e-5)
+
+
+def test_supernet_resizes_its_input(tiny):
+    supernet = Supernet(tiny).eval()
+    arch = smallest_arch(tiny)  # resolution 24
+    supernet.set_active(arch)
+    x = torch.randn(2, 3, 32, 32)
+    resized = torch.nn.functional.interpolate(x, size=(24, 24), mode="bilinear", align_corners=False)
+    static = supernet.get_active_subnet().eval()
+    with torch.no_grad():
+        assert torch.allclose(supernet(x), static(resized), atol=1e-6)
+
+
+def test_extracted_net_is_independent(tiny):
+    supernet = Supernet(tiny)
+    supernet.set_active(largest_arch(tiny))
+    static = supernet.get_active_subnet()
+    with torch.no_grad():
+        static.first_conv.conv.weight.add_(1.0)
+    assert not torch.equal(static.first_conv.conv.weight, supernet.first_conv.conv.weight)
+
+
+def test_largest_subnet_uses_every_weight_but_unneeded_shortcuts(tiny):
+    supernet = Supernet(tiny)
+    supernet.set_active(largest_arch(tiny))
+    static = supernet.get_active_subnet()
+    # mb1's first block maps 16 -> 16 in the largest subnet (identity) but 8 -> 16 elsewhere
+    shortcut = supernet.stages[0][0].shortcut.conv.weight.numel()
+    assert shortcut == 16 * 16
+    total = sum(p.numel() for p in supernet.parameters())
+    assert sum(p.numel() for p in static.parameters()) == total - shortcut
+
+
+def test_smallest_subnet_gradients_touch_only_its_slice(tiny):
+    supernet = Supernet(tiny)
+    supernet.set_active(smallest_arch(tiny))
+    supernet(torch.randn(2, 3, 24, 24)).sum().backward()
+    grad = supernet.first_conv.conv.weight.grad
+    assert grad[:8].abs().sum() > 0 and grad[8:].abs().sum() == 0
+    # blocks past the active depth get no gradient at all
+    assert supernet.stages[2][2].depthwise.conv.weight.grad is None
+
+
+def test_slice_like_takes_the_kernel_centre():
+    weight = torch.arange(5 * 5, dtype=torch.float32).view(1, 1, 5, 5)
+    assert slice_like(weight, torch.Size([1, 1, 3, 3])).flatten().tolist() == [6, 7, 8, 11, 12, 13, 16, 17, 18]
+
+
+def test_drop_connect_and_dropout_only_in_training(tiny):
+    supernet = Supernet(tiny)
+    _randomize(supernet)
+    supernet.set_active(largest_arch(tiny), dropout=0.5, drop_connect=0.5)
+    x = torch.randn(4, 3, 32, 32)
+    supernet.eval()
+    with torch.no_grad():
+        assert torch.equal(supernet(x), supernet(x))
+    supernet.train()
+    torch.manual_seed(0)
+    with supernet.frozen_bn_stats(), torch.no_grad():
+        a = supernet(x)
+        b = supernet(x)
+    assert not torch.equal(a, b)
