@@ -386,7 +386,8 @@ class Trainer:
 
     # -- training -----------------------------------------------------------------------
 
-    def fit(self) -> TrainSummary:
+    def fit(self) -> TrainSummary | None:
+        """Train to the end of the schedule; the summary on the main process, None elsewhere."""
         config = self.config
         start = time.perf_counter()
         if self.dist.is_main:
@@ -407,7 +408,7 @@ class Trainer:
                     if self.on_epoch_end is not None:
                         self.on_epoch_end(self.epoch, row)
             seconds = time.perf_counter() - start
-            summary = self._summary(seconds, total_images)
+            summary = self._summary(seconds, total_images) if self.dist.is_main else None
         finally:
             shutdown(self.dist)
         return summary
@@ -514,15 +515,13 @@ class Trainer:
     def _summary(self, seconds: float, total_images: int) -> TrainSummary:
         summary = TrainSummary(run_dir=str(self.run_dir.path), epochs=self.epoch, seconds=seconds,
                                images_per_second=total_images / max(seconds, 1e-9))
-        if self.dist.is_main:
-            fresh = self.last_eval[1] if self.last_eval and self.last_eval[0] == self.epoch else {}
-            for name, arch in (("smallest", self.smallest), ("largest", self.largest)):
-                result = fresh.get(name) or self.evaluate(arch)
-                mflops, params_m = arch_costs(self.space, arch, self.num_classes)
-                getattr(summary, name).update(arch=arch.to_dict(), mflops=mflops, params_m=params_m,
-                                              **result.to_dict())
-            self.run_dir.log(f"finished: smallest acc1 {summary.smallest['acc1']:.2f}, "
-                             f"largest acc1 {summary.largest['acc1']:.2f}")
+        fresh = self.last_eval[1] if self.last_eval and self.last_eval[0] == self.epoch else {}
+        for name, arch in (("smallest", self.smallest), ("largest", self.largest)):
+            result = fresh.get(name) or self.evaluate(arch)
+            mflops, params_m = arch_costs(self.space, arch, self.num_classes)
+            getattr(summary, name).update(arch=arch.to_dict(), mflops=mflops, params_m=params_m, **result.to_dict())
+        self.run_dir.log(f"finished: smallest acc1 {summary.smallest['acc1']:.2f}, "
+                         f"largest acc1 {summary.largest['acc1']:.2f}")
         return summary
 
     def _progress(self):
@@ -558,7 +557,7 @@ def _as_python_state(state):
 
 
 def start_training(overrides: dict[str, Any], config_file: str | None = None, progress: bool = True,
-                   on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainSummary:
+                   on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainSummary | None:
     """A new run: defaults, then ``config_file``, then the given options."""
     base = read_config_file(config_file) if config_file else {}
     config = build_config(overrides, base)
@@ -572,7 +571,7 @@ def start_training(overrides: dict[str, Any], config_file: str | None = None, pr
 
 
 def resume_training(path: str, overrides: dict[str, Any], progress: bool = True,
-                    on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainSummary:
+                    on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainSummary | None:
     """Continue the run in ``path`` from its last checkpoint; given options override the
     run's configuration (for example a larger ``epochs``)."""
     run_dir = RunDir(path)

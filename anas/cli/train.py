@@ -69,11 +69,11 @@ def train(
     _report(summary, json_output)
 
 
-def _report(summary: TrainSummary, json_output: bool) -> None:
+def _report(summary: TrainSummary | None, json_output: bool) -> None:
+    if summary is None:  # not the main process of a distributed run
+        return
     if json_output:
         print_json(summary.to_dict())
-        return
-    if not summary.smallest:
         return
     table = Table(title=f"validation accuracy after {summary.epochs} epochs (BN recalibrated)")
     for column in ("subnet", "MFLOPs", "params (M)", "top-1 (%)", "top-5 (%)", "loss"):

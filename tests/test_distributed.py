@@ -1,0 +1,73 @@
+"""Data-parallel training with 2 CPU processes (gloo)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import torch
+import torch.multiprocessing as mp
+
+from anas.run import RunDir, load_checkpoint
+
+OPTIONS = {"space": "tiny", "data": "fake", "batch_size": 8, "epochs": 1, "calib_batches": 1,
+           "prior_samples": 1000, "sampler": "bestup-k3"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world_size: int, port: int, folder: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from anas import train as train_module
+
+    chosen = []
+    original = train_module.Trainer.sample_subnets
+
+    def recording(self, images, labels):
+        archs = original(self, images, labels)
+        chosen.append([a.to_dict() for a in archs])
+        return archs
+
+    train_module.Trainer.sample_subnets = recording
+    captured = {}
+    original_fit_end = train_module.Trainer._end_of_epoch
+
+    def capture(self, stats):
+        captured["weights"] = float(sum(p.double().sum() for p in self.model.parameters()))
+        return original_fit_end(self, stats)
+
+    train_module.Trainer._end_of_epoch = capture
+    train_module.start_training({**OPTIONS, "run_dir": os.path.join(folder, "run")}, progress=False)
+    with open(os.path.join(folder, f"rank{rank}.json"), "w") as handle:
+        json.dump({"subnets": chosen, "weights": captured["weights"]}, handle)
+
+
+def test_two_processes_sample_the_same_subnets_and_stay_in_sync(tmp_path):
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert len(ranks[0]["subnets"]) == 256 // (8 * 2)  # each rank sees half of every global batch
+    assert ranks[0]["subnets"] == ranks[1]["subnets"]  # the same subnets at every step
+    assert ranks[0]["weights"] == ranks[1]["weights"]  # gradients were averaged
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert state["global_step"] == 16
+    assert len(RunDir(tmp_path / "run").read_metrics()) == 1  # written once, by rank 0
+
+
+def test_torchrun_command_line(tmp_path):
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            "-m", "anas", "train", "--data", "fake", "--epochs", "1", "--batch-size", "8",
+            "--calib-batches", "1", "--prior-samples", "1000", "--run-dir", str(run), "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout)  # printed once, by rank 0
+    assert summary["epochs"] == 1 and summary["run_dir"] == str(run)
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["global_step"] == 16
