@@ -15,7 +15,7 @@ D = TrainConfig()  # the defaults, shown in --help
 
 
 def _h(text: str, default) -> str:
-    return f"{text} [default: {default}]"
+    return f"{text} (default: {default})"
 
 
 @app.command()
@@ -25,7 +25,7 @@ def train(
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder of cifar files or of train/ and val/ (imagefolder)."),
     download: Optional[bool] = typer.Option(None, "--download/--no-download", help=_h("Let torchvision download CIFAR into --data-dir.", D.download)),
     holdout: Optional[float] = typer.Option(None, "--holdout", help=_h("Fraction of the training split reserved for predictor data.", D.holdout)),
-    num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Classifier size [default: the dataset's]."),
+    num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Classifier size (default: the dataset's)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help=_h("Epochs of the schedule.", D.epochs)),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help=_h("Images per step and process.", D.batch_size)),
     lr: Optional[float] = typer.Option(None, "--lr", help=_h("Learning rate per 256 images (scaled by the global batch).", D.lr)),
@@ -34,14 +34,14 @@ def train(
     nesterov: Optional[bool] = typer.Option(None, "--nesterov/--no-nesterov", help=_h("Nesterov momentum.", D.nesterov)),
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help=_h("On conv and linear weights; none on BN and biases.", D.weight_decay)),
     label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing", help=_h("For the largest subnet's label loss.", D.label_smoothing)),
-    dropout: Optional[float] = typer.Option(None, "--dropout", help="Before the classifier, largest subnet only [default: the space's]."),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="Before the classifier, largest subnet only (default: the space's)."),
     drop_connect: Optional[float] = typer.Option(None, "--drop-connect", help=_h("Largest drop-connect rate, largest subnet only.", D.drop_connect)),
     drop_connect_stages: Optional[int] = typer.Option(None, "--drop-connect-stages", help=_h("Drop-connect in this many last stages.", D.drop_connect_stages)),
     grad_clip: Optional[float] = typer.Option(None, "--grad-clip", help=_h("Clip gradients by value (0: off).", D.grad_clip)),
     num_subnets: Optional[int] = typer.Option(None, "--num-subnets", help=_h("Subnets per step: largest, sampled ones, smallest.", D.num_subnets)),
     sampler: Optional[str] = typer.Option(None, "--sampler", help=_h("uniform | bestup-kN | worstup-kN.", D.sampler)),
     estimator: Optional[str] = typer.Option(None, "--estimator", help=_h("Scores attentive candidates: loss.", D.estimator)),
-    flops_step: Optional[float] = typer.Option(None, "--flops-step", help="MFLOPs bin width of the FLOPs prior [default: range / 70]."),
+    flops_step: Optional[float] = typer.Option(None, "--flops-step", help="MFLOPs bin width of the FLOPs prior (default: range / 70)."),
     prior_samples: Optional[int] = typer.Option(None, "--prior-samples", help=_h("Subnets sampled to build the FLOPs prior.", D.prior_samples)),
     calib_batches: Optional[int] = typer.Option(None, "--calib-batches", help=_h("Training batches for BN recalibration before evaluation.", D.calib_batches)),
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help=_h("Evaluate smallest and largest every N epochs (0: only at the end).", D.eval_every)),
@@ -50,7 +50,7 @@ def train(
     channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last", help=_h("Channels-last memory format.", D.channels_last)),
     workers: Optional[int] = typer.Option(None, "--workers", help=_h("Data-loading worker processes.", D.workers)),
     seed: Optional[int] = typer.Option(None, "--seed", help=_h("Seed of weights, data order and subnet sampling.", D.seed)),
-    run_dir: Optional[str] = typer.Option(None, "--run-dir", help="Run folder [default: runs/<space>-<data>-<sampler>-<time>]."),
+    run_dir: Optional[str] = typer.Option(None, "--run-dir", help="Run folder (default: runs/<space>-<data>-<sampler>-<time>)."),
     save_every: Optional[int] = typer.Option(None, "--save-every", help=_h("Also checkpoint every N steps (0: each epoch only).", D.save_every)),
     config: Optional[str] = typer.Option(None, "--config", help="YAML file of options; flags override it."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run in this folder from its last checkpoint."),
