@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anas.arch import Arch
+from anas.data import make_loader
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,16 @@ def evaluate(net: nn.Module, batches: Iterable, device: torch.device | str = "cp
     if count == 0:
         raise ValueError("evaluation got no batches")
     return EvalResult(100.0 * correct1 / count, 100.0 * correct5 / count, loss_sum / count, count)
+
+
+def calibration_loader(dataset, batch_size: int, seed: int, workers: int = 0):
+    """Training batches for BN recalibration: shuffled, the same for the same seed."""
+    return make_loader(dataset, batch_size, shuffle=True, seed=seed + 1, workers=workers)
+
+
+def evaluation_loader(dataset, batch_size: int, workers: int = 0):
+    """The whole split in order (no gradients, so twice the training batch fits)."""
+    return make_loader(dataset, batch_size * 2, shuffle=False, workers=workers)
 
 
 def evaluate_subnet(supernet, arch: Arch, calib_batches: Iterable, num_calib: int, val_batches: Iterable,

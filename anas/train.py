@@ -30,7 +30,7 @@ from anas.data import DATASETS, DataConfig, DataSplits, load_data, make_loader
 from anas.distributed import (DistContext, all_reduce_gradients, all_reduce_mean, barrier, broadcast_parameters,
                               init_distributed, shutdown)
 from anas.errors import AnasError, CheckpointError
-from anas.evaluate import EvalResult, evaluate_subnet
+from anas.evaluate import EvalResult, calibration_loader, evaluate_subnet, evaluation_loader
 from anas.run import RunDir, checkpoint_space
 from anas.sampler import FlopsPrior, LossEstimator, SamplerSpec, SubnetSampler, parse_sampler
 from anas.space import SearchSpace, load_space, space_to_dict
@@ -322,13 +322,6 @@ class Trainer:
                            epoch=epoch, workers=self.config.workers, drop_last=True,
                            rank=self.dist.rank, world_size=self.dist.world_size)
 
-    def _calib_loader(self):
-        return make_loader(self.data.calib, self.config.batch_size, shuffle=True, seed=self.config.seed + 1,
-                           workers=self.config.workers)
-
-    def _val_loader(self):
-        return make_loader(self.data.val, self.config.batch_size * 2, shuffle=False, workers=self.config.workers)
-
     # -- state --------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
@@ -484,8 +477,10 @@ class Trainer:
     # -- evaluation and bookkeeping -----------------------------------------------------
 
     def evaluate(self, arch: Arch) -> EvalResult:
-        return evaluate_subnet(self.model, arch, self._calib_loader(), self.config.calib_batches,
-                               self._val_loader(), self.device)
+        config = self.config
+        return evaluate_subnet(self.model, arch, calibration_loader(self.data.calib, config.batch_size, config.seed, config.workers),
+                               config.calib_batches, evaluation_loader(self.data.val, config.batch_size, config.workers),
+                               self.device)
 
     def _end_of_epoch(self, stats: EpochStats) -> dict[str, Any]:
         config = self.config

@@ -1,0 +1,79 @@
+"""A trained run, loaded back: the supernet with its weights, its space, configuration and
+data. What ``anas predict-fit``, ``anas search --verify`` and ``anas export`` start from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from anas.arch import Arch
+from anas.data import DataConfig, DataSplits, load_data
+from anas.errors import CheckpointError
+from anas.evaluate import EvalResult, calibration_loader, evaluate_subnet, evaluation_loader
+from anas.run import RunDir, checkpoint_space
+from anas.space import SearchSpace
+from anas.static import StaticNet
+from anas.supernet import Supernet
+from anas.train import TrainConfig, build_config, config_from_mapping
+
+
+@dataclass
+class TrainedRun:
+    run_dir: RunDir
+    space: SearchSpace
+    config: TrainConfig
+    supernet: Supernet
+    num_classes: int
+    data_info: dict[str, Any] = field(default_factory=dict)  # class_names, mean, std
+    device: torch.device = torch.device("cpu")
+
+    @cached_property
+    def data(self) -> DataSplits:
+        """The run's dataset (same split, holdout and seed as in training)."""
+        c = self.config
+        return load_data(DataConfig(name=c.data, data_dir=c.data_dir, download=False,
+                                    resolution=max(self.space.resolutions), holdout=c.holdout, seed=c.seed))
+
+    def calibration_batches(self):
+        c = self.config
+        return calibration_loader(self.data.calib, c.batch_size, c.seed, c.workers)
+
+    def evaluation_batches(self, split: str = "val"):
+        """``val`` or ``holdout`` (the held-out part of the training split)."""
+        dataset = self.data.holdout if split == "holdout" else self.data.val
+        if dataset is None:
+            raise CheckpointError(f"run {self.run_dir.path} was trained without --holdout: no holdout split")
+        return evaluation_loader(dataset, self.config.batch_size, self.config.workers)
+
+    def evaluate(self, arch: Arch, calib_batches: int | None = None, split: str = "val") -> EvalResult:
+        """Accuracy of ``arch`` after BN recalibration on training batches."""
+        return evaluate_subnet(self.supernet, arch, self.calibration_batches(),
+                               calib_batches or self.config.calib_batches, self.evaluation_batches(split), self.device)
+
+    def extract(self, arch: Arch) -> StaticNet:
+        """The static network of ``arch`` with the trained weights (BN not yet recalibrated)."""
+        self.supernet.set_active(arch)
+        return self.supernet.get_active_subnet().to(self.device)
+
+
+def load_trained_run(path: str | Path, device: str | torch.device = "cpu") -> TrainedRun:
+    """Load ``RUN_DIR/checkpoints/last.pt``; a missing, corrupt or mismatched checkpoint is a
+    one-line ``CheckpointError``."""
+    run_dir = RunDir(path)
+    state = run_dir.load_checkpoint()
+    space = checkpoint_space(state, run_dir.checkpoint_path)
+    config = build_config({}, config_from_mapping(state["config"], str(run_dir.checkpoint_path)))
+    num_classes = int(state.get("num_classes") or space.num_classes)
+    supernet = Supernet(space, num_classes)
+    try:
+        supernet.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise CheckpointError(f"checkpoint {run_dir.checkpoint_path} does not match its space: {reason}") from None
+    device = torch.device(device)
+    supernet.to(device).eval()
+    return TrainedRun(run_dir, space, config, supernet, num_classes, dict(state.get("data") or {}), device)
