@@ -71,6 +71,15 @@ def all_reduce_gradients(params: list[torch.nn.Parameter], ctx: DistContext) -> 
         offset += n
 
 
+def gather_objects(obj, ctx: DistContext) -> list:
+    """Every rank's ``obj`` in rank order, on every rank (processes of one job only)."""
+    if not ctx.enabled:
+        return [obj]
+    gathered = [None] * ctx.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
 def broadcast_parameters(module: torch.nn.Module, ctx: DistContext) -> None:
     """Start every rank from rank 0's weights and buffers."""
     if ctx.enabled:

@@ -32,12 +32,13 @@ from anas.distributed import (DistContext, all_reduce_gradients, all_reduce_mean
 from anas.errors import AnasError, CheckpointError
 from anas.evaluate import EvalResult, calibration_loader, evaluate_subnet, evaluation_loader
 from anas.run import RunDir, checkpoint_space
+from anas.predictor import Predictor, PredictorEstimator
 from anas.sampler import FlopsPrior, LossEstimator, SamplerSpec, SubnetSampler, parse_sampler
 from anas.space import SearchSpace, load_space, space_to_dict
 from anas.supernet import Supernet
 
 AMP_MODES = ("none", "bf16", "fp16")
-ESTIMATORS = ("loss",)
+ESTIMATORS = ("loss", "predictor")
 
 
 @dataclass
@@ -89,6 +90,8 @@ class TrainConfig:
         parse_sampler(self.sampler)  # raises on a malformed sampler
         if self.estimator not in ESTIMATORS:
             raise AnasError(f"unknown estimator {self.estimator!r}: use {', '.join(ESTIMATORS)}")
+        if self.estimator == "predictor" and not self.predictor:
+            raise AnasError("--estimator predictor needs --predictor DIR (a folder written by anas predict-fit)")
         if self.data not in DATASETS:
             raise AnasError(f"unknown dataset {self.data!r}: use one of {', '.join(DATASETS)}")
         if self.amp not in AMP_MODES:
@@ -314,7 +317,12 @@ class Trainer:
             return SubnetSampler(self.space, spec, self.config.seed)
         prior = FlopsPrior(self.space, self.config.flops_step, self.config.prior_samples, self.config.seed,
                            self.num_classes)
-        estimator = LossEstimator(self.model, lambda t: all_reduce_mean(t, self.dist), self.autocast)
+        if self.config.estimator == "predictor":
+            predictor = Predictor.load(self.config.predictor)
+            predictor.check_space(self.space, "this run")
+            estimator = PredictorEstimator(predictor)  # deterministic: every rank agrees
+        else:
+            estimator = LossEstimator(self.model, lambda t: all_reduce_mean(t, self.dist), self.autocast)
         return SubnetSampler(self.space, spec, self.config.seed, prior, estimator)
 
     def _train_loader(self, epoch: int):
