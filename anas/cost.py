@@ -12,6 +12,7 @@ what ptflops counts on the built static network (see ``tests/test_cost.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -35,49 +36,127 @@ class Costs:
         return self.params / 1e6
 
 
-def batch_costs(space: SearchSpace, batch: ArchBatch, num_classes: int | None = None) -> Costs:
-    """Multiply-accumulates and parameters of every subnet of ``batch``."""
+def direct_costs(space: SearchSpace, batch: ArchBatch, num_classes: int | None = None) -> Costs:
+    """The reference: every layer's multiply-accumulates and parameters, summed (vectorized
+    over subnets). ``batch_costs`` gives the same numbers from precomputed tables."""
     num_classes = space.num_classes if num_classes is None else num_classes
-    n = len(batch)
-    macs = np.zeros(n, dtype=np.int64)
-    params = np.zeros(n, dtype=np.int64)
-
-    def add(m, p, active=None):
-        nonlocal macs, params
-        if active is None:
-            macs = macs + m
-            params = params + p
-        else:
-            macs = macs + np.where(active, m, 0)
-            params = params + np.where(active, p, 0)
-
-    # First conv (with BN).
     first = space.first_conv
     size = downsample(batch.resolution, first.stride)
     channels = batch.width[:, 0]
     kk = first.kernel_size**2
-    add(space.in_channels * channels * kk * size * size, space.in_channels * channels * kk + 2 * channels)
-
+    macs = space.in_channels * channels * kk * size * size
+    params = space.in_channels * channels * kk + 2 * channels  # conv + BN
     for i, stage in enumerate(space.stages):
-        c_out = batch.width[:, i + 1]
-        kk = batch.kernel_size[:, i] ** 2
-        expand_ratio = batch.expand_ratio[:, i]
-        for j in range(max(stage.depths)):
-            stride = stage.stride if j == 0 else 1
-            c_in = channels if j == 0 else c_out
-            out_size = downsample(size, stride)
-            m, p = _block_costs(c_in, c_out, kk, expand_ratio, size, out_size, stage.se)
-            add(m, p, None if j == 0 else batch.depth[:, i] > j)  # every stage has >= 1 block
-            size = out_size
-        channels = c_out
+        m, p, size = _stage_costs(stage, size, channels, batch.width[:, i + 1], batch.kernel_size[:, i],
+                                  batch.expand_ratio[:, i], batch.depth[:, i])
+        macs, params = macs + m, params + p
+        channels = batch.width[:, i + 1]
+    m, p = _head_costs(space, size, channels, batch.width[:, -1], num_classes)
+    return Costs(macs=(macs + m).astype(np.int64), params=(params + p).astype(np.int64))
 
-    # Head: 1x1 expansion (BN), global pool, 1x1 mix conv (no BN, no bias), classifier.
+
+def _stage_costs(stage, size, c_in, c_out, kernel_size, expand_ratio, depth):
+    """MACs, params and output size of a stage's active blocks (arrays over subnets)."""
+    macs = np.zeros(np.broadcast(size, c_in, c_out, kernel_size, expand_ratio, depth).shape, dtype=np.int64)
+    params = np.zeros_like(macs)
+    kk = np.asarray(kernel_size) ** 2
+    for j in range(max(stage.depths)):
+        out_size = downsample(size, stage.stride if j == 0 else 1)
+        m, p = _block_costs(c_in if j == 0 else c_out, c_out, kk, expand_ratio, size, out_size, stage.se)
+        active = np.asarray(depth) > j  # every stage has at least one block
+        macs, params = macs + np.where(active, m, 0), params + np.where(active, p, 0)
+        size = out_size
+    return macs, params, size
+
+
+def _head_costs(space, size, channels, head_width, num_classes):
+    """1x1 expansion (BN), global pool, 1x1 mix conv (no BN, no bias), linear classifier."""
     expanded = space.head.expand_ratio * channels
-    head_width = batch.width[:, -1]
-    add(channels * expanded * size * size, channels * expanded + 2 * expanded)
-    add(expanded * head_width, expanded * head_width)
-    add(head_width * num_classes, head_width * num_classes + num_classes)
-    return Costs(macs=macs, params=params)
+    macs = channels * expanded * size * size + expanded * head_width + head_width * num_classes
+    params = channels * expanded + 2 * expanded + expanded * head_width + head_width * num_classes + num_classes
+    return macs, params
+
+
+class _CostTables:
+    """Costs of every (resolution, first-conv width), every stage configuration and every
+    head configuration, computed once with the reference formulas; a subnet's cost is then
+    a handful of table look-ups."""
+
+    def __init__(self, space: SearchSpace, num_classes: int):
+        self.space = space
+        res = np.asarray(space.resolutions)
+        first = space.first_conv
+        self.sizes_in = []  # spatial size entering each stage, per resolution
+        size = downsample(res, first.stride)
+        w0 = np.asarray(first.widths)
+        kk = first.kernel_size**2
+        grid_res, grid_w = np.meshgrid(np.arange(len(res)), w0, indexing="ij")
+        s = size[grid_res]
+        self.first = np.stack([space.in_channels * grid_w * kk * s * s,
+                               space.in_channels * grid_w * kk + 2 * grid_w])
+        self.stages = []
+        widths = space.width_choices
+        for i, stage in enumerate(space.stages):
+            axes = [np.arange(len(res)), np.asarray(widths[i]), np.asarray(widths[i + 1]),
+                    np.asarray(stage.kernel_sizes), np.asarray(stage.expand_ratios, dtype=np.float64),
+                    np.asarray(stage.depths)]
+            r, c_in, c_out, k, e, d = np.meshgrid(*axes, indexing="ij")
+            m, p, _ = _stage_costs(stage, size[r], c_in, c_out, k, e, d)
+            self.stages.append(np.stack([m, p]))
+            size = downsample(size, stage.stride)
+        r, c, h = np.meshgrid(np.arange(len(res)), np.asarray(widths[-2]), np.asarray(widths[-1]), indexing="ij")
+        self.head = np.stack(_head_costs(space, size[r], c, h, num_classes))
+        # choices as arrays, for turning settings into table indices
+        self.res_choices = res
+        self.width_choices = [np.asarray(c) for c in widths]
+        self.stage_choices = [(np.asarray(s.kernel_sizes), np.asarray(s.expand_ratios, dtype=np.float64),
+                               np.asarray(s.depths)) for s in space.stages]
+
+    def costs(self, batch: ArchBatch) -> Costs:
+        columns = [np.searchsorted(self.res_choices, batch.resolution)]
+        columns += [np.searchsorted(c, batch.width[:, g]) for g, c in enumerate(self.width_choices)]
+        for setting, position in (("depth", 2), ("kernel_size", 0), ("expand_ratio", 1)):
+            values = getattr(batch, setting)
+            columns += [np.searchsorted(choices[position], values[:, i]) for i, choices in enumerate(self.stage_choices)]
+        return self.costs_from_index(np.stack(columns, axis=1))
+
+    def costs_from_index(self, index: np.ndarray) -> Costs:
+        """Costs of subnets given as choice indices in table column order."""
+        stages = len(self.stages)
+        width = [index[:, 1 + g] for g in range(stages + 2)]
+        depth, kernel, expand = (index[:, 3 + stages + i * stages:3 + stages + (i + 1) * stages] for i in range(3))
+        res = index[:, 0]
+        macs, params = _lookup(self.first, res, width[0])
+        for i in range(stages):
+            m, p = _lookup(self.stages[i], res, width[i], width[i + 1], kernel[:, i], expand[:, i], depth[:, i])
+            macs, params = macs + m, params + p
+        m, p = _lookup(self.head, res, width[-2], width[-1])
+        return Costs(macs=(macs + m).astype(np.int64), params=(params + p).astype(np.int64))
+
+
+def _lookup(table: np.ndarray, *index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(MACs, params) entries of a stacked [2, ...] table at the given choice indices."""
+    flat = np.ravel_multi_index(index, table.shape[1:])
+    return table[0].ravel().take(flat), table[1].ravel().take(flat)
+
+
+@lru_cache(maxsize=32)
+def _tables(space: SearchSpace, num_classes: int) -> _CostTables:
+    return _CostTables(space, num_classes)
+
+
+def index_costs(space: SearchSpace, index: np.ndarray, num_classes: int | None = None) -> Costs:
+    """Costs of subnets given as choice indices (one column per setting, in the table
+    format's column order): what the search's integer genomes are."""
+    num_classes = space.num_classes if num_classes is None else num_classes
+    return _tables(space, num_classes).costs_from_index(np.asarray(index, dtype=np.int64))
+
+
+def batch_costs(space: SearchSpace, batch: ArchBatch, num_classes: int | None = None) -> Costs:
+    """Multiply-accumulates and parameters of every subnet of ``batch`` (whose settings are
+    choices of ``space``), by table look-up; equal to ``direct_costs``."""
+    num_classes = space.num_classes if num_classes is None else num_classes
+    return _tables(space, num_classes).costs(batch)
 
 
 def _block_costs(c_in, c_out, kk, expand_ratio, size, out_size, se: bool):

@@ -3,10 +3,10 @@ authors used), on records of attentive-nas subnets with a synthetic accuracy.
 
     python benchmarks/predictor.py
 
-No ImageNet supernet can be trained here, so ``acc1`` comes from a documented synthetic
-oracle (``synthetic_acc1``): a saturating curve through the published A0 (203 MFLOPs,
-77.3 %) and A6 (709 MFLOPs, 80.7 %), plus effects of the settings beyond their FLOPs and
-evaluation noise. For each seed it writes 1,000 training and 500 test records (CSV in the
+No ImageNet supernet can be trained here, so ``acc1`` comes from the documented synthetic
+oracle ``anas.synthetic.synthetic_acc1``: a saturating curve through the published A0
+(203 MFLOPs, 77.3 %) and A6 (709 MFLOPs, 80.7 %), plus effects of the settings beyond their
+FLOPs and evaluation noise. For each seed it writes 1,000 training and 500 test records (CSV in the
 table format), fits the default predictor with the real command
 ``anas predict-fit --records train.csv --test-records test.csv --space attentive-nas
 --json``, fits a RandomForest on the same features, and compares Kendall tau on the 500.
@@ -31,6 +31,7 @@ from sklearn.ensemble import RandomForestRegressor
 from anas.arch import ArchBatch, sample_archs
 from anas.cost import batch_costs
 from anas.predictor import Predictor, PredictorConfig, feature_matrix, rank_metrics
+from anas.synthetic import synthetic_acc1
 from anas.space import load_space
 from anas.table import archs_to_frame, write_table
 
@@ -38,18 +39,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SEEDS = (0, 1, 2)
 SIZES = (100, 200, 300, 500, 750, 1000, 1500, 2000)
 TAU_TARGETS = (0.85, 0.875, 0.89)
-
-
-def synthetic_acc1(space, batch: ArchBatch, rng: np.random.Generator, noise: float = 0.12) -> np.ndarray:
-    mflops = batch_costs(space, batch).mflops
-    acc = 81.5 - 4.3 * np.exp(-(mflops - 200.0) / 303.0)
-    acc += 0.15 * (batch.resolution - 224) / 32.0  # resolution helps beyond its FLOPs
-    acc += 0.06 * (batch.depth.sum(axis=1) - 24)  # depth helps more than width
-    acc -= 0.002 * (batch.width[:, -1] - 1888)  # a wide head costs FLOPs for little
-    acc += 0.05 * (batch.kernel_size[:, 2:6] == 5).sum(axis=1)
-    acc += 0.1 * (batch.expand_ratio[:, 3:5].mean(axis=1) - 5)
-    acc -= 0.2 * ((batch.width[:, 6] >= 208) & (batch.depth[:, 5] <= 4))  # unbalanced stage 6
-    return acc + rng.normal(0.0, noise, len(acc))
 
 
 def write_records(space, batch: ArchBatch, acc1: np.ndarray, path: Path) -> None:
@@ -120,7 +109,7 @@ def main() -> None:
     print(f"predictor scoring: {per_candidate_us:.1f} us per candidate (k = 50, one batched call)")
 
     result = {
-        "oracle": "synthetic_acc1 in benchmarks/predictor.py (noise sd 0.12 top-1 points)",
+        "oracle": "anas.synthetic.synthetic_acc1 (noise sd 0.12 top-1 points)",
         "head_to_head_1000_fit_500_test": head_to_head,
         "mean_lightgbm_tau": float(np.mean([r["lightgbm_tau"] for r in head_to_head])),
         "mean_random_forest_tau": float(np.mean([r["random_forest_tau"] for r in head_to_head])),

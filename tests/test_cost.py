@@ -83,3 +83,16 @@ def test_cost_grows_with_every_setting(attentive):
 
         mflops, _ = arch_costs(attentive, arch_from_dict(attentive, changed))
         assert mflops > base_mflops, field
+
+
+@pytest.mark.parametrize("space_name", ["tiny", "cifar", "attentive-nas"])
+def test_table_lookup_equals_the_layer_by_layer_formulas(space_name):
+    from anas.arch import concat_batches, sample_archs_by_size
+    from anas.cost import direct_costs
+
+    space = load_space(space_name)
+    rng = np.random.default_rng(11)
+    batch = concat_batches([sample_archs(space, 3000, rng), sample_archs_by_size(space, 3000, rng)])
+    for classes in (None, 37):
+        fast, slow = batch_costs(space, batch, classes), direct_costs(space, batch, classes)
+        assert np.array_equal(fast.macs, slow.macs) and np.array_equal(fast.params, slow.params)

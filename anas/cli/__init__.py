@@ -40,6 +40,7 @@ def _root(
 from anas.cli import profile as _profile  # noqa: E402,F401  (registers `anas profile`)
 from anas.cli import train as _train  # noqa: E402,F401  (registers `anas train`)
 from anas.cli import predict_fit as _predict_fit  # noqa: E402,F401  (registers `anas predict-fit`)
+from anas.cli import search as _search  # noqa: E402,F401  (registers `anas search`)
 
 
 def main(argv: list[str] | None = None) -> int:

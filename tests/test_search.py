@@ -1,0 +1,140 @@
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import assert_one_line_error
+
+from anas.arch import ArchBatch, parse_arch, sample_archs
+from anas.cost import batch_costs, index_costs
+from anas.errors import AnasError
+from anas.predictor import Predictor, PredictorConfig
+from anas.search import Band, Genome, SearchProblem, parse_band, pareto_mask, search
+from anas.synthetic import synthetic_acc1
+from anas.table import setting_columns
+
+
+@pytest.fixture(scope="module")
+def attentive_predictor(tmp_path_factory):
+    from anas.space import load_space
+
+    space = load_space("attentive-nas")
+    rng = np.random.default_rng(0)
+    pool = sample_archs(space, 1000, rng)
+    predictor = Predictor.fit(space, pool, synthetic_acc1(space, pool, rng), PredictorConfig(n_estimators=400))
+    folder = tmp_path_factory.mktemp("predictor")
+    predictor.save(folder)
+    return predictor, folder
+
+
+def test_parse_band():
+    assert parse_band("400-600", "--flops") == Band(400, 600)
+    assert parse_band(" 200.5 - 225 ", "--flops") == Band(200.5, 225)
+    for text, message in [("400", "not a band"), ("600-400", "above HI"), ("a-b", "not a band"), ("-5-3", "not a band")]:
+        with pytest.raises(AnasError, match=message):
+            parse_band(text, "--flops")
+
+
+def test_genome_round_trip_and_costs(attentive):
+    genome = Genome(attentive)
+    batch = sample_archs(attentive, 200, np.random.default_rng(0))
+    genes = genome.encode(batch)
+    assert list(genome.decode(genes)) == list(batch)
+    assert np.array_equal(index_costs(attentive, genes).macs, batch_costs(attentive, batch).macs)
+    assert len(genome.unique(np.concatenate([genes, genes]))) == 200
+
+
+def test_pareto_mask():
+    objectives = np.array([[1, 1], [2, 2], [0, 3], [3, 0], [1, 1.5]])
+    assert pareto_mask(objectives).tolist() == [True, False, True, True, False]
+
+
+@pytest.mark.parametrize("strategy", ["nsga2", "evolution", "random"])
+def test_strategies_stay_inside_the_band(attentive, attentive_predictor, strategy):
+    predictor, _ = attentive_predictor
+    problem = SearchProblem(attentive, predictor, Band(400, 600))
+    result = search(problem, strategy, budget=1200, seed=0)
+    assert problem.calls <= 1200 * 1.1
+    front = result.archive.mflops[result.front]
+    assert ((front >= 400) & (front <= 600)).all()
+    assert result.best == result.front[0]
+    assert result.archive.pred_acc1[result.best] == result.archive.pred_acc1[result.archive.feasible].max()
+
+
+def test_narrow_band_next_to_the_smallest_subnet_is_fast(attentive, attentive_predictor):
+    predictor, _ = attentive_predictor
+    for strategy in ("evolution", "random", "nsga2"):
+        start = time.perf_counter()
+        result = search(SearchProblem(attentive, predictor, Band(200, 225)), strategy, budget=1000, seed=1)
+        assert time.perf_counter() - start < 20
+        mflops = result.archive.mflops[result.front]
+        assert ((mflops >= 200) & (mflops <= 225)).all()
+
+
+@pytest.mark.parametrize("model, band", [("a4", (430, 460)), ("a1", (270, 290))])
+def test_search_beats_the_published_model_in_its_band(attentive, attentive_predictor, model, band):
+    predictor, _ = attentive_predictor
+    published = parse_arch(attentive, model)
+    target = predictor.predict(ArchBatch.from_archs([published]))[0]
+    result = search(SearchProblem(attentive, predictor, Band(*band)), "nsga2", budget=2000, seed=0)
+    best = result.arch(result.best)
+    mflops = batch_costs(attentive, ArchBatch.from_archs([best])).mflops[0]
+    assert band[0] <= mflops <= band[1]
+    assert result.archive.pred_acc1[result.best] >= target
+
+
+def test_params_bound(attentive, attentive_predictor):
+    predictor, _ = attentive_predictor
+    result = search(SearchProblem(attentive, predictor, Band(400, 700), params=Band(0, 11)), "evolution", 1000, 0)
+    assert (result.archive.params_m[result.front] <= 11).all()
+
+
+def test_infeasible_bands_are_refused_at_once(attentive, attentive_predictor):
+    predictor, _ = attentive_predictor
+    start = time.perf_counter()
+    with pytest.raises(AnasError, match=r"its subnets span 203.4-1939.3 MFLOPs"):
+        SearchProblem(attentive, predictor, Band(100, 200))
+    with pytest.raises(AnasError, match="its subnets span"):
+        SearchProblem(attentive, predictor, Band(2000, 3000))
+    with pytest.raises(AnasError, match="params"):
+        SearchProblem(attentive, predictor, Band(300, 400), params=Band(0, 1))
+    assert time.perf_counter() - start < 1.0
+
+
+def test_cli_end_to_end_with_latency_and_outputs(run_cli, tmp_path):
+    from anas.space import load_space
+
+    tiny = load_space("tiny")
+    rng = np.random.default_rng(0)
+    pool = sample_archs(tiny, 300, rng)
+    Predictor.fit(tiny, pool, batch_costs(tiny, pool).mflops * 10 + rng.normal(0, 0.5, 300),
+                  PredictorConfig(n_estimators=100)).save(tmp_path / "p")
+    result = run_cli("search", "--flops", "1-2", "--predictor", tmp_path / "p", "--latency", "0-1000",
+                     "--latency-runs", "2", "--budget", "60", "--strategy", "evolution", "--out", tmp_path / "s", "--json")
+    assert result.code == 0, result.stderr
+    data = result.json()
+    assert 1 <= data["mflops"] <= 2 and set(data["paths"]) == {"pareto_csv", "pareto_png", "best_json"}
+    front = pd.read_csv(tmp_path / "s" / "pareto.csv")
+    assert list(front.columns[: len(setting_columns(tiny))]) == setting_columns(tiny)
+    assert {"pred_acc1", "latency_ms", "mflops"} <= set(front.columns)
+    best = json.loads((tmp_path / "s" / "best.json").read_text())
+    profiled = run_cli("profile", "--space", "tiny", "--arch", tmp_path / "s" / "best.json", "--json").json()
+    assert profiled["mflops"] == pytest.approx(best["mflops"])
+
+
+def test_cli_bad_inputs(run_cli, attentive_predictor, tmp_path):
+    _, folder = attentive_predictor
+    (tmp_path / "empty").mkdir()
+    cases = [
+        (["--flops", "400", "--predictor", folder], ["not a band"]),
+        (["--flops", "600-400", "--predictor", folder], ["above HI"]),
+        (["--flops", "50-100", "--predictor", folder], ["its subnets span 203.4-1939.3"]),
+        (["--flops", "400-600", "--predictor", tmp_path / "missing"], ["does not exist"]),
+        (["--flops", "400-600", "--predictor", tmp_path / "empty"], ["has no predictor.txt"]),
+        (["--flops", "400-600", "--predictor", folder, "--verify", "3"], ["--verify needs --run"]),
+        (["--flops", "400-600", "--predictor", folder, "--strategy", "annealing"], ["unknown strategy"]),
+        (["--flops", "400-600", "--predictor", folder, "--run", tmp_path / "empty"], ["has no checkpoint"]),
+    ]
+    for args, fragments in cases:
+        assert_one_line_error(run_cli("search", *args), *fragments)
