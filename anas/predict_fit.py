@@ -108,8 +108,9 @@ def fit_and_report(space: SearchSpace, records: pd.DataFrame, out: str | Path, *
     predictor = Predictor.fit(space, train_batch, train_acc, config, num_classes)
     predicted = predictor.predict(test_batch)
     metrics = rank_metrics(test_acc, predicted)
-    report = FitReport(space.name, metrics, len(train_acc), len(test_acc), len(records))
-    predictor.meta.update(n_records=len(records), n_test=len(test_acc))
+    n_records = len(train_acc) + len(test_acc)  # every record used, fitted or held out
+    report = FitReport(space.name, metrics, len(train_acc), len(test_acc), n_records)
+    predictor.meta.update(n_records=n_records, n_test=len(test_acc))
     model_path, sidecar_path = predictor.save(out, metrics)
     report.paths = {"predictor": str(model_path), "sidecar": str(sidecar_path)}
     if plot:
