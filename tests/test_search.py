@@ -138,3 +138,13 @@ def test_cli_bad_inputs(run_cli, attentive_predictor, tmp_path):
     ]
     for args, fragments in cases:
         assert_one_line_error(run_cli("search", *args), *fragments)
+
+
+def test_predictor_of_another_space_than_the_run(run_cli, attentive_predictor, tmp_path):
+    from anas.train import start_training
+
+    _, folder = attentive_predictor
+    start_training({"space": "tiny", "data": "fake", "epochs": 1, "batch_size": 32, "calib_batches": 1,
+                    "prior_samples": 1000, "sampler": "uniform", "run_dir": str(tmp_path / "run")}, progress=False)
+    assert_one_line_error(run_cli("search", "--flops", "400-600", "--predictor", folder, "--run", tmp_path / "run",
+                                  "--verify", "2"), "fitted on space attentive-nas", "of space tiny")
