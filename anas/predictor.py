@@ -23,7 +23,7 @@ from anas import __version__
 from anas.arch import LIST_SETTINGS, Arch, ArchBatch
 from anas.cost import batch_costs
 from anas.errors import AnasError
-from anas.io import atomic_write, atomic_write_text
+from anas.io import atomic_write_text
 from anas.space import SearchSpace, space_from_dict, space_to_dict
 from anas.table import setting_columns
 

@@ -72,19 +72,17 @@ def _outward(start: int, size: int):
                 yield index
 
 
-def read_records(path: str | Path, space: SearchSpace, num_classes: int | None = None,
-                 require_acc1: bool = True) -> tuple[pd.DataFrame, ArchBatch]:
-    """A records table, checked cell by cell; its cost columns are recomputed."""
+def read_records(path: str | Path, space: SearchSpace, num_classes: int | None = None) -> tuple[pd.DataFrame, ArchBatch]:
+    """A records table with ``acc1``, checked cell by cell; its cost columns are recomputed."""
     frame = read_table(path)
     batch = frame_to_archs(space, frame, str(path))
-    if require_acc1:
-        if "acc1" not in frame.columns:
-            raise TableError(f"{path}: missing column acc1 (the measured top-1 accuracy)")
-        acc1 = pd.to_numeric(frame["acc1"], errors="coerce")
-        if acc1.isna().any():
-            row = int(np.argmax(acc1.isna().to_numpy()))
-            raise TableError(f"{path}: line {row + 2}, column acc1: {frame['acc1'].iloc[row]!r} is not a number")
-        frame["acc1"] = acc1
+    if "acc1" not in frame.columns:
+        raise TableError(f"{path}: missing column acc1 (the measured top-1 accuracy)")
+    acc1 = pd.to_numeric(frame["acc1"], errors="coerce")
+    if acc1.isna().any():
+        row = int(np.argmax(acc1.isna().to_numpy()))
+        raise TableError(f"{path}: line {row + 2}, column acc1: {frame['acc1'].iloc[row]!r} is not a number")
+    frame["acc1"] = acc1
     costs = batch_costs(space, batch, num_classes)
     frame["mflops"], frame["params_m"] = costs.mflops, costs.params_m
     return frame, batch

@@ -24,6 +24,25 @@ def make_activation(name: str) -> nn.Module:
     raise ValueError(f"unknown activation {name!r}")
 
 
+def initialize(network: nn.Module, blocks) -> None:
+    """The initialization of every anas network: Kaiming (fan-out) convolutions, unit BN,
+    small linear weights, zero biases; the last BN of each block starts at zero, so every
+    block starts as its shortcut."""
+    for module in network.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, 0.0, 0.01)
+            nn.init.zeros_(module.bias)
+    for block in blocks:
+        nn.init.zeros_(block.project.bn.weight)
+
+
 class ConvBNAct(nn.Module):
     """Convolution without bias, BatchNorm, optional activation; 'same' padding."""
 
@@ -137,19 +156,7 @@ class StaticNet(nn.Module):
         return self.arch.resolution
 
     def reset_parameters(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0.0, 0.01)
-                nn.init.zeros_(module.bias)
-        for block in self.blocks:
-            nn.init.zeros_(block.project.bn.weight)  # each block starts as its shortcut
+        initialize(self, self.blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.first_conv(x)))

@@ -18,7 +18,7 @@ from torch import nn
 
 from anas.arch import Arch, largest_arch, smallest_arch
 from anas.space import SearchSpace, hidden_width, se_width
-from anas.static import StaticNet, make_activation
+from anas.static import StaticNet, initialize, make_activation
 
 
 def _leading(weight: torch.Tensor, out: int, in_: int | None = None) -> torch.Tensor:
@@ -231,20 +231,7 @@ class Supernet(nn.Module):
         self.set_active(self.active_arch)
 
     def _reset_parameters(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0.0, 0.01)
-                nn.init.zeros_(module.bias)
-        for stage in self.stages:
-            for block in stage:
-                nn.init.zeros_(block.project.bn.weight)  # each block starts as its shortcut
+        initialize(self, [block for stage in self.stages for block in stage])
 
     # -- selecting subnets --------------------------------------------------------------
 

@@ -15,7 +15,6 @@ import random
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
-from itertools import islice
 from pathlib import Path
 from typing import Any, Callable
 

@@ -113,7 +113,7 @@ def _report(result, best: int, measured: dict[int, float], paths: dict[str, str]
         table.add_column(column, justify="right")
     for index in result.front[:20]:
         arch = result.arch(int(index))
-        row = ["*" if index == best else "", f"{archive.mflops[index]:.1f}", f"{archive.params_m[index]:.2f}",
+        row = ["*" if index == best else "", f"{archive.mflops[index]:.2f}", f"{archive.params_m[index]:.2f}",
                f"{archive.pred_acc1[index]:.2f}"]
         if measured:
             row.append(f"{measured[int(index)]:.2f}" if int(index) in measured else "")
