@@ -86,18 +86,34 @@ def evaluation_loader(dataset, batch_size: int, workers: int = 0):
     return make_loader(dataset, batch_size * 2, shuffle=False, workers=workers)
 
 
+def at_resolution(batches: Iterable, resolution: int):
+    """``(images, labels)`` batches with the images resized to ``resolution`` (bilinear), as
+    the supernet resizes its input for a subnet."""
+    for images, labels in batches:
+        if images.shape[-1] != resolution or images.shape[-2] != resolution:
+            images = F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False)
+        yield images, labels
+
+
+def recalibrate_subnet(net: nn.Module, resolution: int, calib_batches: Iterable, num_calib: int,
+                       device: torch.device | str = "cpu") -> nn.Module:
+    """``recalibrate_bn`` on batches resized to the subnet's ``resolution``, with torch's RNG
+    forked and seeded: the same statistics every time, the caller's random stream untouched."""
+    devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(0)
+        return recalibrate_bn(net, at_resolution(calib_batches, resolution), num_calib, device)
+
+
 def evaluate_subnet(supernet, arch: Arch, calib_batches: Iterable, num_calib: int, val_batches: Iterable,
                     device: torch.device | str = "cpu") -> EvalResult:
-    """Extract ``arch`` from the supernet, recalibrate its BN, evaluate it. The supernet's
-    active subnet and mode are left as they were. Torch's RNG is forked, so evaluation
-    never changes the training's random stream."""
+    """Extract ``arch`` from the supernet, recalibrate its BN, evaluate it, both on images at
+    the subnet's resolution. The supernet's active subnet and mode are left as they were.
+    Torch's RNG is forked, so evaluation never changes the training's random stream."""
     previous, was_training = supernet.active_arch, supernet.training
     supernet.set_active(arch)
     net = supernet.get_active_subnet().to(device)
     supernet.set_active(previous)
     supernet.train(was_training)
-    devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(0)
-        recalibrate_bn(net, calib_batches, num_calib, device)
-        return evaluate(net, val_batches, device)
+    recalibrate_subnet(net, arch.resolution, calib_batches, num_calib, device)
+    return evaluate(net, at_resolution(val_batches, arch.resolution), device)

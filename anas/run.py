@@ -86,20 +86,26 @@ class RunDir:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read an anas checkpoint safely; anything else is a one-line ``CheckpointError``."""
     path = Path(path)
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} does not exist") from None
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile,
-            io.UnsupportedOperation) as exc:
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise CheckpointError(f"checkpoint {path} is corrupt or not an anas checkpoint: {reason}") from None
+    state = safe_torch_load(path, "checkpoint", map_location)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"checkpoint {path} is not an anas supernet checkpoint")
     for key in ("space", "config", "model"):
         if key not in state:
             raise CheckpointError(f"checkpoint {path} lacks its {key!r} entry")
     return state
+
+
+def safe_torch_load(path: Path, kind: str, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(..., weights_only=True)``: tensors and plain data only, never arbitrary
+    pickled objects. A missing or unreadable file is a one-line ``CheckpointError``."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{kind} {path} does not exist") from None
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile,
+            io.UnsupportedOperation) as exc:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise CheckpointError(f"{kind} {path} is corrupt or not an anas {kind}: {reason}") from None
 
 
 def checkpoint_space(state: dict[str, Any], path: str | Path) -> SearchSpace:

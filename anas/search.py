@@ -172,10 +172,11 @@ class SearchProblem:
         if self.params is not None:
             feasible &= self.params.contains(costs.params_m)
         latency = np.full(len(genes), np.nan)
-        if self.uses_latency:
-            latency = np.array([self.measure_latency(a) for a in batch])
+        if self.uses_latency:  # timing is costly: only subnets that meet the other bounds
+            for i in np.flatnonzero(feasible):
+                latency[i] = self.measure_latency(batch[int(i)])
             if self.latency is not None:
-                feasible &= self.latency.contains(latency)
+                feasible &= self.latency.contains(np.nan_to_num(latency, nan=np.inf))
         result = Evaluated(genes, pred, costs.mflops, costs.params_m, latency, feasible)
         for i, key in enumerate(self.genome.keys(genes).tolist()):
             self._archive.setdefault(key, (genes[i], pred[i], costs.mflops[i], costs.params_m[i], latency[i], feasible[i]))
@@ -318,9 +319,10 @@ def run_nsga2(problem: SearchProblem, budget: int, seed: int, population: int = 
             if problem.params is not None:
                 constraints += [problem.params.lo - result.params_m, result.params_m - problem.params.hi]
             if problem.latency is not None:
-                constraints += [problem.latency.lo - result.latency_ms, result.latency_ms - problem.latency.hi]
-            if problem.latency_objective:
-                objectives.append(result.latency_ms)
+                latency = np.nan_to_num(result.latency_ms, nan=1e9)
+                constraints += [problem.latency.lo - latency, latency - problem.latency.hi]
+            if problem.latency_objective:  # untimed (out-of-band) subnets rank last
+                objectives.append(np.nan_to_num(result.latency_ms, nan=1e9))
             out["F"] = np.stack(objectives, axis=1)
             out["G"] = np.stack(constraints, axis=1)
 

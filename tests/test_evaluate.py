@@ -32,3 +32,28 @@ def test_evaluate_top1_top5():
     images = logits.view(2, 1, 1, 6)
     result = evaluate(Fixed(), [(images, torch.tensor([1, 1]))])
     assert result.acc1 == 50.0 and result.acc5 == 50.0 and result.images == 2
+
+
+def test_subnets_are_evaluated_at_their_own_resolution():
+    from anas.arch import smallest_arch
+    from anas.evaluate import evaluate_subnet
+    from anas.space import load_space
+    from anas.supernet import Supernet
+
+    space = load_space("tiny")
+    supernet = Supernet(space)
+    seen = []
+    handle = supernet.first_conv.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[-1]))
+    static_seen = []
+    original = supernet.get_active_subnet
+
+    def spying():
+        net = original()
+        net.first_conv.register_forward_hook(lambda m, i, o: static_seen.append(i[0].shape[-1]))
+        return net
+
+    supernet.get_active_subnet = spying
+    batches = [(torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))) for _ in range(2)]
+    evaluate_subnet(supernet, smallest_arch(space), batches, 2, batches)
+    handle.remove()
+    assert static_seen and set(static_seen) == {24}  # the smallest subnet's resolution, not the data's 32

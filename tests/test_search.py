@@ -148,3 +148,21 @@ def test_predictor_of_another_space_than_the_run(run_cli, attentive_predictor, t
                     "prior_samples": 1000, "sampler": "uniform", "run_dir": str(tmp_path / "run")}, progress=False)
     assert_one_line_error(run_cli("search", "--flops", "400-600", "--predictor", folder, "--run", tmp_path / "run",
                                   "--verify", "2"), "fitted on space attentive-nas", "of space tiny")
+
+
+def test_train_predict_fit_search_verify_end_to_end(run_cli, tmp_path):
+    """The user's journey on the embedded digits: train, evaluate and fit, search, verify."""
+    run = tmp_path / "run"
+    assert run_cli("train", "--epochs", "1", "--lr", "0.4", "--sampler", "uniform", "--calib-batches", "2",
+                   "--prior-samples", "2000", "--run-dir", run, "--quiet").code == 0
+    assert run_cli("predict-fit", "--run", run, "--samples", "12", "--calib-batches", "1", "--quiet").code == 0
+    result = run_cli("search", "--flops", "0.5-2", "--predictor", run, "--run", run, "--verify", "3",
+                     "--calib-batches", "1", "--budget", "300", "--json")
+    assert result.code == 0, result.stderr
+    data = result.json()
+    assert len(data["verified"]) == 3 and 0 <= data["acc1"] <= 100
+    assert data["acc1"] == max(v["acc1"] for v in data["verified"])  # best.json chosen by measured accuracy
+    front = pd.read_csv(data["paths"]["pareto_csv"])
+    assert front["acc1"].notna().sum() == 3
+    best = json.loads(open(data["paths"]["best_json"]).read())
+    assert best["acc1"] == data["acc1"] and 0.5 <= best["mflops"] <= 2

@@ -37,6 +37,7 @@ def _root(
     """Two-stage, weight-sharing neural architecture search (AttentiveNAS style)."""
 
 
+from anas.cli import export as _export  # noqa: E402,F401  (registers `anas export`)
 from anas.cli import profile as _profile  # noqa: E402,F401  (registers `anas profile`)
 from anas.cli import train as _train  # noqa: E402,F401  (registers `anas train`)
 from anas.cli import predict_fit as _predict_fit  # noqa: E402,F401  (registers `anas predict-fit`)
