@@ -20,7 +20,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
-from torchvision import datasets, transforms
 
 from anas.errors import DataError
 
@@ -168,6 +167,8 @@ def _load_cifar(config: DataConfig):
     if config.data_dir is None:
         raise DataError(f"--data {config.name} needs --data-dir")
     mean, std = CIFAR_STATS[config.name]
+    from torchvision import transforms  # torchvision is slow to import: only when needed
+
     resize = [transforms.Resize(config.resolution)] if config.resolution != 32 else []
     train_tf = transforms.Compose([transforms.RandomCrop(32, padding=4),
                                    transforms.RandomHorizontalFlip(), *resize,
@@ -180,6 +181,8 @@ def _load_cifar(config: DataConfig):
 
 
 def _open_cifar(config: DataConfig, train: bool, transform, download: bool) -> Dataset:
+    from torchvision import datasets
+
     cifar = datasets.CIFAR10 if config.name == "cifar10" else datasets.CIFAR100
     try:
         return cifar(root=config.data_dir, train=train, transform=transform, download=download)
@@ -203,6 +206,8 @@ def _load_imagefolder(config: DataConfig):
             raise DataError(f"imagefolder data dir {root} has no {split}/ subfolder "
                             f"(expected {root}/train/<class>/ and {root}/val/<class>/)")
     res = config.resolution
+    from torchvision import transforms
+
     normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     train_tf = transforms.Compose([transforms.RandomResizedCrop(res),
                                    transforms.RandomHorizontalFlip(),
@@ -221,7 +226,9 @@ def _load_imagefolder(config: DataConfig):
     return train, plain, val, list(train.classes), IMAGENET_MEAN, IMAGENET_STD
 
 
-def _open_image_folder(folder: Path, transform) -> datasets.ImageFolder:
+def _open_image_folder(folder: Path, transform):
+    from torchvision import datasets
+
     try:
         return datasets.ImageFolder(str(folder), transform=transform)
     except FileNotFoundError as exc:  # no class folders, or a class folder without images
