@@ -37,11 +37,12 @@ def _root(
     """Two-stage, weight-sharing neural architecture search (AttentiveNAS style)."""
 
 
-from anas.cli import export as _export  # noqa: E402,F401  (registers `anas export`)
-from anas.cli import profile as _profile  # noqa: E402,F401  (registers `anas profile`)
+# The commands register themselves, in the order of the user's journey.
+from anas.cli import profile as _profile  # noqa: E402,F401,I001  (registers `anas profile`)
 from anas.cli import train as _train  # noqa: E402,F401  (registers `anas train`)
 from anas.cli import predict_fit as _predict_fit  # noqa: E402,F401  (registers `anas predict-fit`)
 from anas.cli import search as _search  # noqa: E402,F401  (registers `anas search`)
+from anas.cli import export as _export  # noqa: E402,F401  (registers `anas export`)
 
 
 def main(argv: list[str] | None = None) -> int:
