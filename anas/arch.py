@@ -81,6 +81,10 @@ class ArchBatch:
     def __iter__(self):
         return (self[i] for i in range(len(self)))
 
+    def take(self, index) -> ArchBatch:
+        """The subnets at ``index`` (an index array, mask or slice)."""
+        return ArchBatch(**{name: getattr(self, name)[index] for name in SETTINGS})
+
     @classmethod
     def from_archs(cls, archs: list[Arch]) -> ArchBatch:
         if not archs:
@@ -245,7 +249,4 @@ def sample_archs_by_size(space: SearchSpace, n: int, rng: np.random.Generator) -
 
 
 def concat_batches(batches: list[ArchBatch]) -> ArchBatch:
-    return ArchBatch(**{
-        name: np.concatenate([getattr(b, name) for b in batches])
-        for name in ("resolution", "width", "depth", "kernel_size", "expand_ratio")
-    })
+    return ArchBatch(**{name: np.concatenate([getattr(b, name) for b in batches]) for name in SETTINGS})

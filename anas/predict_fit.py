@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from anas.arch import Arch, ArchBatch
+from anas.arch import Arch
 from anas.errors import AnasError
 from anas.io import atomic_write
 from anas.predictor import Predictor, PredictorConfig, rank_metrics, split_indices
@@ -56,7 +56,7 @@ def collect_records(run, samples: int, calib_batches: int | None, split: str, se
     ctx = distributed.init_distributed(run.device.type)
     try:
         path = run.run_dir.path / "records.csv"
-        existing = read_records(path, run.space, run.num_classes)[0] if path.exists() else None
+        existing = read_records(path, run.space, run.num_classes) if path.exists() else None
         done = known_settings(existing, run.space) if existing is not None else set()
         todo = [a for a in spread_sample(run.space, samples, seed, run.num_classes) if settings_key(a) not in done]
 
@@ -103,8 +103,8 @@ def fit_and_report(space: SearchSpace, records: pd.DataFrame, out: str | Path, *
         test_batch, test_acc = frame_to_archs(space, test_records), test_records["acc1"].to_numpy(dtype=float)
     else:
         train_idx, test_idx = split_indices(len(records), test_fraction, seed)
-        train_batch, train_acc = _take(batch, train_idx), acc1[train_idx]
-        test_batch, test_acc = _take(batch, test_idx), acc1[test_idx]
+        train_batch, train_acc = batch.take(train_idx), acc1[train_idx]
+        test_batch, test_acc = batch.take(test_idx), acc1[test_idx]
     predictor = Predictor.fit(space, train_batch, train_acc, config, num_classes)
     predicted = predictor.predict(test_batch)
     metrics = rank_metrics(test_acc, predicted)
@@ -116,11 +116,6 @@ def fit_and_report(space: SearchSpace, records: pd.DataFrame, out: str | Path, *
     if plot:
         report.paths["plot"] = str(scatter_plot(test_acc, predicted, Path(out) / "predictor.png", space.name, metrics))
     return report
-
-
-def _take(batch: ArchBatch, index: np.ndarray) -> ArchBatch:
-    return ArchBatch(**{name: getattr(batch, name)[index]
-                        for name in ("resolution", "width", "depth", "kernel_size", "expand_ratio")})
 
 
 def scatter_plot(measured: np.ndarray, predicted: np.ndarray, path: Path, space_name: str,

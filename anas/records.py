@@ -72,7 +72,7 @@ def _outward(start: int, size: int):
                 yield index
 
 
-def read_records(path: str | Path, space: SearchSpace, num_classes: int | None = None) -> tuple[pd.DataFrame, ArchBatch]:
+def read_records(path: str | Path, space: SearchSpace, num_classes: int | None = None) -> pd.DataFrame:
     """A records table with ``acc1``, checked cell by cell; its cost columns are recomputed."""
     frame = read_table(path)
     batch = frame_to_archs(space, frame, str(path))
@@ -85,7 +85,7 @@ def read_records(path: str | Path, space: SearchSpace, num_classes: int | None =
     frame["acc1"] = acc1
     costs = batch_costs(space, batch, num_classes)
     frame["mflops"], frame["params_m"] = costs.mflops, costs.params_m
-    return frame, batch
+    return frame
 
 
 def record_frame(space: SearchSpace, archs: list[Arch], results: list[dict], num_classes: int | None = None) -> pd.DataFrame:

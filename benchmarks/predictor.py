@@ -59,10 +59,6 @@ def random_forest_tau(space, train: ArchBatch, y_train, test: ArchBatch, y_test,
     return rank_metrics(y_test, model.predict(feature_matrix(space, test)))["kendall_tau"]
 
 
-def take(batch: ArchBatch, n: int) -> ArchBatch:
-    return ArchBatch(**{k: getattr(batch, k)[:n] for k in ("resolution", "width", "depth", "kernel_size", "expand_ratio")})
-
-
 def main() -> None:
     space = load_space("attentive-nas")
     head_to_head, curves = [], {"lightgbm": {}, "random_forest": {}}
@@ -70,21 +66,21 @@ def main() -> None:
         rng = np.random.default_rng(seed)
         pool = sample_archs(space, max(SIZES) + 500, rng)
         acc = synthetic_acc1(space, pool, rng)
-        test, y_test = ArchBatch(**{k: getattr(pool, k)[-500:] for k in ("resolution", "width", "depth", "kernel_size", "expand_ratio")}), acc[-500:]
+        test, y_test = pool.take(slice(-500, None)), acc[-500:]
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
-            write_records(space, take(pool, 1000), acc[:1000], tmp / "train.csv")
+            write_records(space, pool.take(slice(1000)), acc[:1000], tmp / "train.csv")
             write_records(space, test, y_test, tmp / "test.csv")
             start = time.perf_counter()
             lgb = cli_fit(tmp / "train.csv", tmp / "test.csv", tmp / "predictor")
             cli_seconds = time.perf_counter() - start
-        rf_tau = random_forest_tau(space, take(pool, 1000), acc[:1000], test, y_test, seed)
+        rf_tau = random_forest_tau(space, pool.take(slice(1000)), acc[:1000], test, y_test, seed)
         head_to_head.append({"seed": seed, "lightgbm_tau": lgb["kendall_tau"], "lightgbm_rho": lgb["spearman_rho"],
                              "lightgbm_mae": lgb["mae"], "random_forest_tau": rf_tau, "cli_seconds": round(cli_seconds, 2)})
         print(f"seed {seed}: 1000 fit / 500 test: LightGBM (anas predict-fit) tau {lgb['kendall_tau']:.3f} "
               f"(rho {lgb['spearman_rho']:.3f}, MAE {lgb['mae']:.3f}), RandomForest tau {rf_tau:.3f}")
         for n in SIZES:
-            train = take(pool, n)
+            train = pool.take(slice(n))
             predictor = Predictor.fit(space, train, acc[:n], PredictorConfig(seed=seed))
             curves["lightgbm"].setdefault(n, []).append(rank_metrics(y_test, predictor.predict(test))["kendall_tau"])
             curves["random_forest"].setdefault(n, []).append(random_forest_tau(space, train, acc[:n], test, y_test, seed))

@@ -91,7 +91,7 @@ def test_read_records_checks_every_cell(tiny, tmp_path):
     frame["mflops"] = 0.0  # wrong: recomputed on reading
     path = tmp_path / "r.csv"
     write_table(frame, path)
-    back, _ = read_records(path, tiny)
+    back = read_records(path, tiny)
     assert np.allclose(back["mflops"], batch_costs(tiny, batch).mflops)
     write_table(frame.drop(columns=["acc1"]), path)
     with pytest.raises(TableError, match="missing column acc1"):

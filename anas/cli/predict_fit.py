@@ -57,20 +57,20 @@ def predict_fit(
             split_indices(samples, test_fraction, seed)  # refuse too few records before evaluating any
         show = not (quiet or json_output) and os.environ.get("RANK", "0") == "0"  # torchrun: rank 0 reports
         with _progress(show) as progress:
-            path, table, evaluated_now = collect_records(trained, samples, calib_batches, split, seed,
+            _, table, evaluated_now = collect_records(trained, samples, calib_batches, split, seed,
                                                          _ticker(progress) if progress is not None else None)
         if table is None:  # not the main process of a distributed run
             return
-        frame = read_records(path, search_space, num_classes)[0]
+        frame = table  # the records as just written to RUN/records.csv
         out_folder = out_dir or str(trained.run_dir.path)
     else:
         if space is None:
             raise AnasError("--records needs --space (the space its subnets belong to)")
         search_space = load_space(space)
         num_classes = None
-        frame = read_records(records, search_space)[0]
+        frame = read_records(records, search_space)
         out_folder = out_dir or str(Path(records).resolve().parent)
-    test_frame = read_records(test_records, search_space, num_classes)[0] if test_records else None
+    test_frame = read_records(test_records, search_space, num_classes) if test_records else None
     report = fit_and_report(search_space, frame, out_folder, num_classes=num_classes, test_records=test_frame,
                             test_fraction=test_fraction, seed=seed, config=config, plot=not no_plot)
     report.evaluated_now = evaluated_now
