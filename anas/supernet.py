@@ -21,33 +21,28 @@ from anas.space import SearchSpace, hidden_width, se_width
 from anas.static import StaticNet, initialize, make_activation
 
 
-def _leading(weight: torch.Tensor, out: int, in_: int | None = None) -> torch.Tensor:
-    """The first ``out`` (and ``in_``) channels of a weight, without a copy when whole."""
-    if weight.shape[0] != out:
-        weight = weight[:out]
-    if in_ is not None and weight.shape[1] != in_:
-        weight = weight[:, :in_]
-    return weight
+def crop(tensor: torch.Tensor, *sizes: int) -> torch.Tensor:
+    """The part of a supernet tensor that a subnet uses, as one strided view: the leading
+    ``sizes[0]`` (and ``sizes[1]``) channels, the centre of any spatial dimensions.
 
-
-def _centre(weight: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    full = weight.shape[-1]
-    if full == kernel_size:
-        return weight
-    start = (full - kernel_size) // 2
-    return weight[..., start:start + kernel_size, start:start + kernel_size]
+    Trailing dimensions not named keep their size. One ``as_strided`` view gives one
+    autograd node whose backward writes the slice's gradient into a full-size zero tensor
+    once; chained slicing would allocate and copy one intermediate per sliced dimension."""
+    shape = tensor.shape
+    if len(sizes) < len(shape):
+        sizes = sizes + tuple(shape[len(sizes):])
+    if tuple(shape) == sizes:
+        return tensor
+    strides = tensor.stride()
+    offset = tensor.storage_offset()
+    for dim in range(2, len(sizes)):
+        offset += (shape[dim] - sizes[dim]) // 2 * strides[dim]
+    return tensor.as_strided(sizes, strides, offset)
 
 
 def slice_like(source: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """The part of a supernet tensor that a static tensor of ``shape`` holds: leading slices
-    of the first two dimensions, the centre of the spatial ones."""
-    out = source
-    for dim, size in enumerate(shape):
-        if out.shape[dim] == size:
-            continue
-        start = (out.shape[dim] - size) // 2 if dim >= 2 else 0
-        out = out.narrow(dim, start, size)
-    return out
+    """The part of a supernet tensor that a static tensor of ``shape`` holds."""
+    return crop(source, *shape)
 
 
 class DynamicBatchNorm2d(nn.BatchNorm2d):
@@ -58,12 +53,12 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]
         whole = c == self.num_features
-        weight = self.weight if whole else self.weight[:c]
-        bias = self.bias if whole else self.bias[:c]
+        weight = self.weight if whole else crop(self.weight, c)
+        bias = self.bias if whole else crop(self.bias, c)
         if self.training and not self.update_stats:
             return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
-        mean = self.running_mean if whole else self.running_mean[:c]
-        var = self.running_var if whole else self.running_var[:c]
+        mean = self.running_mean if whole else crop(self.running_mean, c)
+        var = self.running_var if whole else crop(self.running_var, c)
         return F.batch_norm(x, mean, var, weight, bias, self.training, self.momentum, self.eps)
 
 
@@ -87,10 +82,10 @@ class DynamicConvBNAct(nn.Module):
         c_in = x.shape[1]
         k = self.active_kernel
         if self.depthwise:
-            weight = _centre(_leading(self.conv.weight, c_in), k)
+            weight = crop(self.conv.weight, c_in, 1, k, k)
             y = F.conv2d(x, weight, None, self.stride, k // 2, 1, c_in)
         else:
-            weight = _centre(_leading(self.conv.weight, self.active_out, c_in), k)
+            weight = crop(self.conv.weight, self.active_out, c_in, k, k)
             y = F.conv2d(x, weight, None, self.stride, k // 2)
         return self.act(self.bn(y))
 
@@ -107,8 +102,8 @@ class DynamicSqueezeExcite(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c, s = x.shape[1], self.active_squeezed
         scale = x.mean((2, 3), keepdim=True)
-        scale = self.relu(F.conv2d(scale, _leading(self.reduce.weight, s, c), _leading(self.reduce.bias, s)))
-        scale = F.conv2d(scale, _leading(self.expand.weight, c, s), _leading(self.expand.bias, c))
+        scale = self.relu(F.conv2d(scale, crop(self.reduce.weight, s, c), crop(self.reduce.bias, s)))
+        scale = F.conv2d(scale, crop(self.expand.weight, c, s), crop(self.expand.bias, c))
         return x * self.gate(scale)
 
 
@@ -122,7 +117,7 @@ class DynamicShortcut(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(x)
         if x.shape[1] != self.active_out:
-            x = F.conv2d(x, _leading(self.conv.weight, self.active_out, x.shape[1]))
+            x = F.conv2d(x, crop(self.conv.weight, self.active_out, x.shape[1]))
         return x
 
 
@@ -196,10 +191,10 @@ class DynamicHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.expand.active_out = self.expand_ratio * x.shape[1]
         x = self.expand(x).mean((2, 3), keepdim=True)
-        x = self.act(F.conv2d(x, _leading(self.mix.weight, self.active_width, x.shape[1]))).flatten(1)
+        x = self.act(F.conv2d(x, crop(self.mix.weight, self.active_width, x.shape[1]))).flatten(1)
         if self.dropout > 0:
             x = F.dropout(x, self.dropout, self.training)
-        return F.linear(x, _leading(self.classifier.weight, self.classifier.out_features, x.shape[1]),
+        return F.linear(x, crop(self.classifier.weight, self.classifier.out_features, x.shape[1]),
                         self.classifier.bias)
 
 

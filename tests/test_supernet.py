@@ -93,6 +93,55 @@ def test_smallest_subnet_gradients_touch_only_its_slice(tiny):
     assert supernet.stages[2][2].depthwise.conv.weight.grad is None
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_subnet_gradients_equal_the_static_nets(tiny, channels_last):
+    """Every shared weight receives exactly the extracted network's gradient on its slice
+    (kernel centre included) and zero outside it, also with channels-last weights."""
+    torch.manual_seed(2)
+    supernet = Supernet(tiny)
+    _randomize(supernet)
+    if channels_last:
+        supernet = supernet.to(memory_format=torch.channels_last)
+    arch = sample_archs(tiny, 1, np.random.default_rng(11))[0]
+    supernet.set_active(arch)
+    static = supernet.get_active_subnet()
+    static.head.dropout.p = 0.0
+    x = torch.randn(4, 3, arch.resolution, arch.resolution)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    supernet.train(), static.train()
+    supernet(x).square().sum().backward()
+    static(x).square().sum().backward()
+    shared = dict(supernet.named_parameters())
+    blocks = [f"stages.{i}.{j}" for i, depth in enumerate(arch.depth) for j in range(depth)]
+    checked = 0
+    for name, param in static.named_parameters():
+        if name.startswith("blocks."):
+            _, index, rest = name.split(".", 2)
+            name = f"{blocks[int(index)]}.{rest}"
+        grad = shared[name].grad
+        part = slice_like(grad, param.shape)
+        assert torch.allclose(part, param.grad, atol=1e-4, rtol=1e-4), name
+        outside = grad.clone()
+        slice_like(outside, param.shape).zero_()
+        assert outside.abs().max() == 0, name
+        checked += 1
+    assert checked == len(list(static.parameters()))
+
+
+def test_supernet_in_channels_last_agrees_with_the_static_net(tiny):
+    torch.manual_seed(4)
+    supernet = Supernet(tiny)
+    _randomize(supernet)
+    supernet = supernet.to(memory_format=torch.channels_last).eval()
+    for arch in [smallest_arch(tiny), *sample_archs(tiny, 3, np.random.default_rng(8))]:
+        supernet.set_active(arch)
+        static = supernet.get_active_subnet().eval()
+        x = torch.randn(2, 3, arch.resolution, arch.resolution)
+        with torch.no_grad():
+            assert torch.allclose(supernet(x.contiguous(memory_format=torch.channels_last)), static(x), atol=1e-5)
+
+
 def test_slice_like_takes_the_kernel_centre():
     weight = torch.arange(5 * 5, dtype=torch.float32).view(1, 1, 5, 5)
     assert slice_like(weight, torch.Size([1, 1, 3, 3])).flatten().tolist() == [6, 7, 8, 11, 12, 13, 16, 17, 18]

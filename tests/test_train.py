@@ -7,7 +7,9 @@ from conftest import assert_one_line_error
 
 from anas.errors import AnasError
 from anas.run import RunDir, load_checkpoint
-from anas.train import build_config, parameter_groups, resume_training, soft_cross_entropy, start_training, warmup_cosine
+from anas.space import load_space
+from anas.train import (Trainer, build_config, parameter_groups, resume_training, soft_cross_entropy, start_training,
+                        warmup_cosine)
 
 FAST = {"space": "tiny", "data": "fake", "batch_size": 16, "calib_batches": 2, "prior_samples": 2000, "epochs": 2}
 
@@ -128,6 +130,60 @@ def test_training_improves_on_digits(tmp_path):
     summary = start_training({"space": "tiny", "data": "digits", "epochs": 3, "sampler": "uniform", "lr": 0.4,
                               "calib_batches": 4, "run_dir": str(tmp_path / "run")}, progress=False)
     assert summary.largest["acc1"] > 40  # 10 classes: chance is 10 %
+
+
+def _trainer(folder, **extra) -> Trainer:
+    config = build_config(_options(folder, sampler="uniform", **extra))
+    return Trainer(config, RunDir(config.run_dir), load_space("tiny"), progress=False)
+
+
+def _batch(seed: int = 0, size: int = 16):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(size, 3, 32, 32, generator=gen), torch.randint(0, 10, (size,), generator=gen)
+
+
+def test_bf16_autocast_trains_on_the_cpu(tmp_path):
+    """--amp bf16 runs the subnets in bfloat16 (the same autocast code path as on CUDA) while
+    the weights and the optimizer stay in float32."""
+    plain, bf16 = _trainer(tmp_path / "a"), _trainer(tmp_path / "b", amp="bf16")
+    initial = [p.detach().clone() for p in plain.model.parameters()]
+    images, labels = _batch()
+    with bf16.autocast():
+        assert bf16.model(images).dtype == torch.bfloat16
+    for step in range(2):
+        torch.manual_seed(step)  # the same drop-connect and dropout masks in both runs
+        loss_plain, distill_plain = plain.train_step(images, labels)
+        torch.manual_seed(step)
+        loss_bf16, distill_bf16 = bf16.train_step(images, labels)
+        assert loss_bf16 == pytest.approx(loss_plain, rel=1e-2) and distill_bf16 == pytest.approx(distill_plain, rel=1e-2)
+    assert all(p.dtype == torch.float32 for p in bf16.model.parameters())
+
+    def update(trainer):
+        return torch.cat([(p.detach() - i).flatten() for p, i in zip(trainer.model.parameters(), initial)])
+
+    # bf16 rounding, not a different training run: the two updates point the same way
+    assert torch.nn.functional.cosine_similarity(update(plain), update(bf16), dim=0) > 0.99
+
+
+def test_channels_last_trains_like_contiguous_memory(tmp_path):
+    plain, channels_last = _trainer(tmp_path / "a"), _trainer(tmp_path / "b", channels_last=True)
+    assert channels_last.model.first_conv.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    initial = [p.detach().clone() for p in plain.model.parameters()]
+    for step in range(2):
+        images, labels = _batch(step)
+        torch.manual_seed(step)  # the same drop-connect and dropout masks in both runs
+        plain.train_step(images, labels)
+        torch.manual_seed(step)
+        channels_last.train_step(images.contiguous(memory_format=torch.channels_last), labels)
+    moved = max((a - i).abs().max().item() for a, i in zip(plain.model.parameters(), initial))
+    assert moved > 1e-5
+    for (name, a), b in zip(plain.model.named_parameters(), channels_last.model.parameters()):
+        assert torch.allclose(a, b, rtol=0, atol=1e-7), name
+
+
+def test_fp16_needs_cuda(tmp_path):
+    with pytest.raises(AnasError, match="fp16 needs CUDA"):
+        _trainer(tmp_path, amp="fp16", device="cpu")
 
 
 @pytest.mark.parametrize("options, message", [
