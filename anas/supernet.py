@@ -282,19 +282,21 @@ class Supernet(nn.Module):
 
     # -- extraction ---------------------------------------------------------------------
 
+    def active_modules(self) -> list[tuple[str, nn.Module]]:
+        """The supernet modules the active subnet runs, under the names of the matching
+        modules of its :class:`~anas.static.StaticNet` (``first_conv``, ``blocks.N``, ``head``)."""
+        arch = self.active_arch
+        blocks = [stage[j] for i, stage in enumerate(self.stages) for j in range(arch.depth[i])]
+        return [("first_conv", self.first_conv), *((f"blocks.{k}", b) for k, b in enumerate(blocks)),
+                ("head", self.head)]
+
     def get_active_subnet(self) -> StaticNet:
         """The static network of the active subnet, with the shared weights (and BN
         statistics) copied in; independent of the supernet afterwards."""
-        arch = self.active_arch
-        net = StaticNet(self.space, arch, self.num_classes)
-        pairs = [(self.first_conv, net.first_conv)]
-        static_blocks = iter(net.blocks)
-        for i, stage in enumerate(self.stages):
-            pairs += [(stage[j], next(static_blocks)) for j in range(arch.depth[i])]
-        pairs.append((self.head, net.head))
+        net = StaticNet(self.space, self.active_arch, self.num_classes)
         with torch.no_grad():
-            for source, target in pairs:
+            for name, source in self.active_modules():
                 source_state = source.state_dict()
-                for name, tensor in target.state_dict().items():
-                    tensor.copy_(slice_like(source_state[name], tensor.shape))
+                for key, tensor in net.get_submodule(name).state_dict().items():
+                    tensor.copy_(slice_like(source_state[key], tensor.shape))
         return net.train(self.training)

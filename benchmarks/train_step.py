@@ -1,13 +1,16 @@
 """Speed of supernet training on this machine.
 
-    python benchmarks/train_step.py [--quick]
+    python benchmarks/train_step.py [--quick] [--device cuda] [--amp bf16|fp16] [--channels-last]
 
 1. The time of one sandwich step (largest + 2 sampled + smallest subnet, gradient
    accumulation, one SGD step) for a fixed batch, with the uniform and the bestup-k3 sampler.
 2. The ratio of the supernet's forward+backward time in subnet mode to the extracted static
-   network's, for the same subnet and batch (target: at most 1.05 on the CPU).
+   network's, for the same subnet and batch (target: at most 1.05 on the CPU), for the
+   smallest, two random and the largest subnet, with how many shared tensors each slices
+   and what the difference comes to per sliced tensor; and the ratio of the four together.
 
-Prints the figures and writes benchmarks/results/train_step.json.
+Prints the figures and writes benchmarks/results/train_step.json (on the CPU in float32;
+other settings write train_step-DEVICE[-AMP][-channels-last].json).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import platform
 import statistics
 import tempfile
 import time
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,58 +39,109 @@ from anas.train import Trainer, build_config
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def forward_backward_seconds(model, images, labels) -> float:
-    """Seconds of one zero_grad + forward + cross-entropy + backward."""
-    start = time.perf_counter()
+@dataclass(frozen=True)
+class Setting:
+    device: torch.device
+    amp: str = "none"
+    channels_last: bool = False
+
+    def autocast(self):
+        if self.amp == "none":
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16 if self.amp == "bf16" else torch.float16)
+
+    def place(self, module_or_images):
+        moved = module_or_images.to(self.device)
+        return moved.to(memory_format=torch.channels_last) if self.channels_last else moved
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @property
+    def label(self) -> str:
+        return "-".join([self.device.type] + ([self.amp] if self.amp != "none" else [])
+                        + (["channels-last"] if self.channels_last else []))
+
+
+def forward_backward_seconds(model, images, labels, setting: Setting) -> float:
+    """Seconds of one forward + cross-entropy + backward; clearing the gradients beforehand
+    is not timed (a training step does it once for all its subnets)."""
     model.zero_grad(set_to_none=True)
-    F.cross_entropy(model(images), labels).backward()
+    setting.synchronize()
+    start = time.perf_counter()
+    with setting.autocast():
+        loss = F.cross_entropy(model(images).float(), labels)
+    loss.backward()
+    setting.synchronize()
     return time.perf_counter() - start
 
 
-def subnet_ratio(space_name: str, batch: int, rounds: int) -> list[dict]:
-    """Supernet (subnet mode) vs static network. The two alternate step by step so that they
-    share the machine's noise; the fastest of ``rounds`` steps of each is compared."""
+def sliced_tensors(supernet: Supernet) -> int:
+    """How many parameters of the active subnet are a strict part of a shared tensor."""
+    static = supernet.get_active_subnet()
+    return sum(param.shape != shared.shape
+               for name, module in supernet.active_modules()
+               for shared, param in zip(module.parameters(), static.get_submodule(name).parameters()))
+
+
+def subnet_ratio(space_name: str, batch: int, rounds: int, setting: Setting) -> tuple[list[dict], dict]:
+    """Supernet (subnet mode) vs static network for the smallest, two random and the largest
+    subnet (one sandwich). The two alternate step by step so that they share the machine's
+    noise; the fastest of ``rounds`` steps of each is compared."""
     space = load_space(space_name)
     torch.manual_seed(0)
-    supernet = Supernet(space).train()
-    archs = {"smallest": smallest_arch(space), "random": sample_archs(space, 1, np.random.default_rng(0))[0],
+    supernet = setting.place(Supernet(space).train())
+    randoms = sample_archs(space, 2, np.random.default_rng(0))
+    archs = {"smallest": smallest_arch(space), "random": randoms[0], "random-2": randoms[1],
              "largest": largest_arch(space)}
     rows = []
     for name, arch in archs.items():
         supernet.set_active(arch)
-        static = supernet.get_active_subnet().train()
+        static = setting.place(supernet.get_active_subnet().train())
         static.head.dropout.p = 0.0  # the supernet's subnets run without dropout
-        images = torch.randn(batch, 3, arch.resolution, arch.resolution)
-        labels = torch.randint(0, space.num_classes, (batch,))
+        images = setting.place(torch.randn(batch, 3, arch.resolution, arch.resolution))
+        labels = torch.randint(0, space.num_classes, (batch,)).to(setting.device)
         super_t, static_t = [], []
         for i in range(rounds + 3):
-            s, t = forward_backward_seconds(supernet, images, labels), forward_backward_seconds(static, images, labels)
+            s = forward_backward_seconds(supernet, images, labels, setting)
+            t = forward_backward_seconds(static, images, labels, setting)
             if i >= 3:  # warm-up
                 super_t.append(s)
                 static_t.append(t)
         s, t = min(super_t), min(static_t)
+        sliced = sliced_tensors(supernet)
         rows.append({"space": space_name, "subnet": name, "batch": batch, "resolution": arch.resolution,
                      "supernet_ms": round(s * 1e3, 3), "static_ms": round(t * 1e3, 3), "ratio": round(s / t, 4),
-                     "median_ratio": round(statistics.median(super_t) / statistics.median(static_t), 4)})
+                     "median_ratio": round(statistics.median(super_t) / statistics.median(static_t), 4),
+                     "sliced_tensors": sliced,
+                     "overhead_us_per_sliced_tensor": round((s - t) / sliced * 1e6, 1) if sliced else None})
         print(f"{space_name:>6} {name:>8} batch {batch:>3} res {arch.resolution}: supernet {s * 1e3:8.2f} ms, "
-              f"static {t * 1e3:8.2f} ms, ratio {s / t:.3f} (of medians {rows[-1]['median_ratio']:.3f})")
-    return rows
+              f"static {t * 1e3:8.2f} ms, ratio {s / t:.3f} (of medians {rows[-1]['median_ratio']:.3f}); "
+              f"{sliced} sliced tensors" + (f", {(s - t) / sliced * 1e6:.0f} us each" if sliced else ""))
+    total_super, total_static = sum(r["supernet_ms"] for r in rows), sum(r["static_ms"] for r in rows)
+    sandwich = {"space": space_name, "batch": batch, "subnets": list(archs), "supernet_ms": round(total_super, 3),
+                "static_ms": round(total_static, 3), "ratio": round(total_super / total_static, 4)}
+    print(f"{space_name:>6} the four subnets together: ratio {sandwich['ratio']:.3f}")
+    return rows, sandwich
 
 
-def sandwich_step(space_name: str, sampler: str, batch: int, steps: int) -> dict:
+def sandwich_step(space_name: str, sampler: str, batch: int, steps: int, setting: Setting) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         config = build_config({"space": space_name, "data": "fake", "batch_size": batch, "sampler": sampler,
-                               "device": "cpu", "run_dir": tmp})
+                               "device": str(setting.device), "amp": setting.amp,
+                               "channels_last": setting.channels_last, "run_dir": tmp})
         trainer = Trainer(config, RunDir(tmp), load_space(space_name), progress=False)
         res = max(trainer.space.resolutions)
-        images = torch.randn(batch, 3, res, res)
-        labels = torch.randint(0, trainer.num_classes, (batch,))
+        images = setting.place(torch.randn(batch, 3, res, res))
+        labels = torch.randint(0, trainer.num_classes, (batch,)).to(setting.device)
         for _ in range(3):
             trainer.train_step(images, labels)
         times = []
         for _ in range(steps):
+            setting.synchronize()
             start = time.perf_counter()
-            trainer.train_step(images, labels)
+            trainer.train_step(images, labels)  # ends with .item() of the losses: synchronized
             times.append(time.perf_counter() - start)
     median = statistics.median(times)
     print(f"{space_name:>6} sandwich step ({sampler}, 4 subnets, batch {batch}): {median * 1e3:8.1f} ms "
@@ -97,23 +153,35 @@ def sandwich_step(space_name: str, sampler: str, batch: int, steps: int) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
+    parser.add_argument("--channels-last", action="store_true")
     args = parser.parse_args()
+    if args.amp == "fp16" and not args.device.startswith("cuda"):
+        parser.error("--amp fp16 needs --device cuda")
+    setting = Setting(torch.device(args.device), args.amp, args.channels_last)
     rounds, steps = (3, 3) if args.quick else (40, 10)
-    ratios = subnet_ratio("tiny", 64, rounds) + subnet_ratio("cifar", 64, rounds)
-    steps_rows = [sandwich_step(space, sampler, 64, steps) for space in ("tiny", "cifar")
+    (tiny_rows, tiny_sandwich), (cifar_rows, cifar_sandwich) = (subnet_ratio(name, 64, rounds, setting)
+                                                                for name in ("tiny", "cifar"))
+    ratios = tiny_rows + cifar_rows
+    steps_rows = [sandwich_step(space, sampler, 64, steps, setting) for space in ("tiny", "cifar")
                   for sampler in ("uniform", "bestup-k3")]
     result = {
         "sandwich_step": steps_rows,
         "supernet_vs_static": ratios,
+        "supernet_vs_static_sandwich": [tiny_sandwich, cifar_sandwich],
         "max_ratio": max(r["ratio"] for r in ratios),
+        "setting": {"device": str(setting.device), "amp": setting.amp, "channels_last": setting.channels_last},
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "python": platform.python_version(), "torch": torch.__version__, "device": "cpu"},
+                    "python": platform.python_version(), "torch": torch.__version__,
+                    "gpu": torch.cuda.get_device_name(setting.device) if setting.device.type == "cuda" else None},
     }
     print(f"largest supernet/static ratio: {result['max_ratio']:.3f} (target <= 1.05)")
     if not args.quick:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "train_step.json").write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {RESULTS / 'train_step.json'}")
+        path = RESULTS / ("train_step.json" if setting.label == "cpu" else f"train_step-{setting.label}.json")
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":
