@@ -226,3 +226,14 @@ def test_a_failed_verification_exits_1_and_replaces_nothing(run_cli, run_dir, tm
     assert data["ok"] is False and data["written"] is False and data["max_abs_diff"] == pytest.approx(1e-3, rel=1e-3)
     assert out.read_text() == "previous export"
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+
+
+def test_tolerance_flag_and_no_folder_left_by_a_failed_export(run_cli, run_dir, tmp_path, monkeypatch):
+    real = export_module.load_exported
+    monkeypatch.setattr(export_module, "load_exported", lambda fmt, path: (lambda images: real(fmt, path)(images) + 1e-3))
+    out = tmp_path / "new-folder" / "m.pt"
+    failed = run_cli("export", "--run", run_dir, "--arch", "min", "--to", "pt", "--out", out)
+    assert failed.code == 1 and "more than 0.0001" in failed.stderr
+    assert not (tmp_path / "new-folder").exists()
+    passed = run_cli("export", "--run", run_dir, "--arch", "min", "--to", "pt", "--out", out, "--tolerance", "0.01", "--json")
+    assert passed.code == 0 and passed.json()["tolerance"] == 0.01 and out.is_file()

@@ -26,6 +26,19 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
 
 
+def test_failed_write_removes_the_folders_it_created(tmp_path):
+    def broken(tmp):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OutputError):
+        atomic_write(tmp_path / "new" / "deeper" / "x.txt", broken)
+    assert not list(tmp_path.iterdir())
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(OutputError):
+        atomic_write(tmp_path / "kept" / "new" / "x.txt", broken)
+    assert [p.name for p in tmp_path.rglob("*")] == ["kept"]
+
+
 def test_unwritable_destinations(tmp_path):
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")

@@ -26,13 +26,15 @@ def export(
     opset: Optional[int] = typer.Option(None, "--opset", help=f"ONNX opset (default: {DEFAULT_OPSET})."),
     device: str = typer.Option("cpu", "--device", help="Device for loading and BN recalibration: cpu or cuda (files are exported on the CPU)."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Do not load the file back and compare it with PyTorch."),
+    tolerance: float = typer.Option(ExportConfig.tolerance, "--tolerance", min=0.0,
+                                    help="Largest allowed absolute difference of the logits in the verification."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """Export a subnet of a trained run with its weights and recalibrated BN; verify the file."""
     if no_calibrate and calib_batches is not None:
         raise AnasError("--calib-batches and --no-calibrate exclude each other")
     config = ExportConfig(calibrate=not no_calibrate, calib_batches=calib_batches, opset=opset,
-                          device=device, verify=not no_verify)
+                          device=device, verify=not no_verify, tolerance=tolerance)
     fmt = to.strip().lower()
     if json_output:
         result = export_subnet(run, arch, fmt, out_path, config)
