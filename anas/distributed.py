@@ -53,6 +53,12 @@ def all_reduce_mean(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return tensor
 
 
+def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    if ctx.enabled:
+        dist.all_reduce(tensor)
+    return tensor
+
+
 def all_reduce_gradients(params: list[torch.nn.Parameter], ctx: DistContext) -> None:
     """Average the gradients of ``params`` over ranks in one flat all-reduce; parameters
     without a gradient (no subnet of the step used them) count as zero."""

@@ -7,13 +7,14 @@ average over a few training batches (``recalibrate_bn``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import islice
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Subset
 
 from anas.arch import Arch
 from anas.data import make_loader
@@ -56,24 +57,28 @@ def recalibrate_bn(net: nn.Module, batches: Iterable, num_batches: int, device: 
 
 
 @torch.no_grad()
-def evaluate(net: nn.Module, batches: Iterable, device: torch.device | str = "cpu") -> EvalResult:
-    """Top-1, top-5 and loss of ``net`` (in eval mode) over all ``batches``."""
+def evaluate(net: nn.Module, batches: Iterable, device: torch.device | str = "cpu",
+             reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> EvalResult:
+    """Top-1, top-5 and loss of ``net`` (in eval mode) over all ``batches``. ``reduce`` sums
+    the tallies (top-1 hits, top-5 hits, summed loss, images) over the ranks of a job that
+    each evaluated a shard (``evaluation_loader(..., rank, world_size)``)."""
     net.eval()
-    correct1 = correct5 = 0
-    loss_sum = 0.0
-    count = 0
+    tally = torch.zeros(4, dtype=torch.float64, device=device)
     for images, labels in batches:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         logits = net(images).float()
-        loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
         hits = top == labels[:, None]
-        correct1 += int(hits[:, 0].sum())
-        correct5 += int(hits.any(dim=1).sum())
-        count += labels.numel()
+        tally[0] += hits[:, 0].sum()
+        tally[1] += hits.any(dim=1).sum()
+        tally[2] += F.cross_entropy(logits, labels, reduction="sum").double()
+        tally[3] += labels.numel()
+    if reduce is not None:
+        tally = reduce(tally)
+    correct1, correct5, loss_sum, count = tally.tolist()
     if count == 0:
         raise ValueError("evaluation got no batches")
-    return EvalResult(100.0 * correct1 / count, 100.0 * correct5 / count, loss_sum / count, count)
+    return EvalResult(100.0 * correct1 / count, 100.0 * correct5 / count, loss_sum / count, int(count))
 
 
 def calibration_loader(dataset, batch_size: int, seed: int, workers: int = 0):
@@ -81,8 +86,12 @@ def calibration_loader(dataset, batch_size: int, seed: int, workers: int = 0):
     return make_loader(dataset, batch_size, shuffle=True, seed=seed + 1, workers=workers)
 
 
-def evaluation_loader(dataset, batch_size: int, workers: int = 0):
-    """The whole split in order (no gradients, so twice the training batch fits)."""
+def evaluation_loader(dataset, batch_size: int, workers: int = 0, rank: int = 0, world_size: int = 1):
+    """The whole split in order (no gradients, so twice the training batch fits); with
+    ``world_size > 1``, this rank's shard: every ``world_size``-th image from ``rank`` on, so
+    the shards cover the split exactly once."""
+    if world_size > 1:
+        dataset = Subset(dataset, range(rank, len(dataset), world_size))
     return make_loader(dataset, batch_size * 2, shuffle=False, workers=workers)
 
 
@@ -106,7 +115,8 @@ def recalibrate_subnet(net: nn.Module, resolution: int, calib_batches: Iterable,
 
 
 def evaluate_subnet(supernet, arch: Arch, calib_batches: Iterable, num_calib: int, val_batches: Iterable,
-                    device: torch.device | str = "cpu") -> EvalResult:
+                    device: torch.device | str = "cpu",
+                    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> EvalResult:
     """Extract ``arch`` from the supernet, recalibrate its BN, evaluate it, both on images at
     the subnet's resolution. The supernet's active subnet and mode are left as they were.
     Torch's RNG is forked, so evaluation never changes the training's random stream."""
@@ -116,4 +126,4 @@ def evaluate_subnet(supernet, arch: Arch, calib_batches: Iterable, num_calib: in
     supernet.set_active(previous)
     supernet.train(was_training)
     recalibrate_subnet(net, arch.resolution, calib_batches, num_calib, device)
-    return evaluate(net, at_resolution(val_batches, arch.resolution), device)
+    return evaluate(net, at_resolution(val_batches, arch.resolution), device, reduce)

@@ -26,8 +26,8 @@ import yaml
 from anas.arch import Arch, largest_arch, smallest_arch
 from anas.cost import arch_costs
 from anas.data import DATASETS, DataConfig, DataSplits, load_data, make_loader
-from anas.distributed import (DistContext, all_reduce_gradients, all_reduce_mean, barrier, broadcast_parameters,
-                              init_distributed, shutdown)
+from anas.distributed import (DistContext, all_reduce_gradients, all_reduce_mean, all_reduce_sum, barrier,
+                              broadcast_parameters, init_distributed, shutdown)
 from anas.errors import AnasError, CheckpointError
 from anas.evaluate import EvalResult, calibration_loader, evaluate_subnet, evaluation_loader
 from anas.run import RunDir, checkpoint_space
@@ -408,7 +408,8 @@ class Trainer:
                     if self.on_epoch_end is not None:
                         self.on_epoch_end(self.epoch, row)
             seconds = time.perf_counter() - start
-            summary = self._summary(seconds, total_images) if self.dist.is_main else None
+            final = self._final_evaluation()  # every rank takes part
+            summary = self._summary(seconds, total_images, final) if self.dist.is_main else None
         finally:
             shutdown(self.dist)
         return summary
@@ -484,10 +485,13 @@ class Trainer:
     # -- evaluation and bookkeeping -----------------------------------------------------
 
     def evaluate(self, arch: Arch) -> EvalResult:
-        config = self.config
-        return evaluate_subnet(self.model, arch, calibration_loader(self.data.calib, config.batch_size, config.seed, config.workers),
-                               config.calib_batches, evaluation_loader(self.data.val, config.batch_size, config.workers),
-                               self.device)
+        """Every rank recalibrates BN on the same training batches, evaluates its shard of
+        the validation split, and the tallies are summed over ranks."""
+        config, dist = self.config, self.dist
+        calib = calibration_loader(self.data.calib, config.batch_size, config.seed, config.workers)
+        val = evaluation_loader(self.data.val, config.batch_size, config.workers, dist.rank, dist.world_size)
+        return evaluate_subnet(self.model, arch, calib, config.calib_batches, val, self.device,
+                               lambda tally: all_reduce_sum(tally, dist))
 
     def _end_of_epoch(self, stats: EpochStats) -> dict[str, Any]:
         config = self.config
@@ -501,10 +505,11 @@ class Trainer:
             "seconds": stats.seconds,
         }
         evaluate_now = config.eval_every and (self.epoch % config.eval_every == 0 or self.epoch == config.epochs)
+        if evaluate_now:  # on every rank, each on its shard of the validation split
+            self.last_eval = (self.epoch, {"smallest": self.evaluate(self.smallest),
+                                           "largest": self.evaluate(self.largest)})
         if self.dist.is_main:
             if evaluate_now:
-                self.last_eval = (self.epoch, {"smallest": self.evaluate(self.smallest),
-                                               "largest": self.evaluate(self.largest)})
                 row["acc1_smallest"] = self.last_eval[1]["smallest"].acc1
                 row["acc1_largest"] = self.last_eval[1]["largest"].acc1
             self.metrics.append(row)
@@ -514,12 +519,18 @@ class Trainer:
         self.save()
         return row
 
-    def _summary(self, seconds: float, total_images: int) -> TrainSummary:
+    def _final_evaluation(self) -> dict[str, EvalResult]:
+        """The smallest and largest subnet's accuracy at the end: the last epoch's when it
+        was evaluated, else measured now."""
+        if self.last_eval and self.last_eval[0] == self.epoch:
+            return self.last_eval[1]
+        return {"smallest": self.evaluate(self.smallest), "largest": self.evaluate(self.largest)}
+
+    def _summary(self, seconds: float, total_images: int, final: dict[str, EvalResult]) -> TrainSummary:
         summary = TrainSummary(run_dir=str(self.run_dir.path), epochs=self.epoch, seconds=seconds,
                                images_per_second=total_images / max(seconds, 1e-9))
-        fresh = self.last_eval[1] if self.last_eval and self.last_eval[0] == self.epoch else {}
         for name, arch in (("smallest", self.smallest), ("largest", self.largest)):
-            result = fresh.get(name) or self.evaluate(arch)
+            result = final[name]
             mflops, params_m = arch_costs(self.space, arch, self.num_classes)
             getattr(summary, name).update(arch=arch.to_dict(), mflops=mflops, params_m=params_m, **result.to_dict())
         self.run_dir.log(f"finished: smallest acc1 {summary.smallest['acc1']:.2f}, "

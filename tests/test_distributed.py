@@ -6,10 +6,13 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
+from anas.arch import largest_arch, smallest_arch
 from anas.run import RunDir, load_checkpoint
+from anas.trained import load_trained_run
 
 OPTIONS = {"space": "tiny", "data": "fake", "batch_size": 8, "epochs": 1, "calib_batches": 1,
            "prior_samples": 1000, "sampler": "bestup-k3"}
@@ -41,12 +44,14 @@ def _worker(rank: int, world_size: int, port: int, folder: str) -> None:
 
     def capture(self, stats):
         captured["weights"] = float(sum(p.double().sum() for p in self.model.parameters()))
-        return original_fit_end(self, stats)
+        row = original_fit_end(self, stats)
+        captured["eval"] = {name: result.to_dict() for name, result in self.last_eval[1].items()}
+        return row
 
     train_module.Trainer._end_of_epoch = capture
     train_module.start_training({**OPTIONS, "run_dir": os.path.join(folder, "run")}, progress=False)
     with open(os.path.join(folder, f"rank{rank}.json"), "w") as handle:
-        json.dump({"subnets": chosen, "weights": captured["weights"]}, handle)
+        json.dump({"subnets": chosen, "weights": captured["weights"], "eval": captured["eval"]}, handle)
 
 
 def test_two_processes_sample_the_same_subnets_and_stay_in_sync(tmp_path):
@@ -58,6 +63,14 @@ def test_two_processes_sample_the_same_subnets_and_stay_in_sync(tmp_path):
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert state["global_step"] == 16
     assert len(RunDir(tmp_path / "run").read_metrics()) == 1  # written once, by rank 0
+    # evaluation: each rank took half of the validation split; the tallies were summed
+    assert ranks[0]["eval"] == ranks[1]["eval"]
+    alone = load_trained_run(tmp_path / "run")
+    for name, arch in (("smallest", smallest_arch(alone.space)), ("largest", largest_arch(alone.space))):
+        shared, single = ranks[0]["eval"][name], alone.evaluate(arch).to_dict()
+        assert shared["images"] == single["images"] == 64  # the fake validation split, once
+        assert shared["acc1"] == single["acc1"] and shared["acc5"] == single["acc5"]
+        assert shared["loss"] == pytest.approx(single["loss"], rel=1e-4)
 
 
 def test_torchrun_command_line(tmp_path):
