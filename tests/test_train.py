@@ -181,6 +181,29 @@ def test_channels_last_trains_like_contiguous_memory(tmp_path):
         assert torch.allclose(a, b, rtol=0, atol=1e-7), name
 
 
+def test_gradient_scaler_path_of_fp16_leaves_the_update_unchanged(tmp_path):
+    """--amp fp16 trains through a GradScaler (scale the losses, unscale before clipping,
+    skip steps with inf/NaN gradients). A CPU GradScaler runs the same sequence: with a
+    power-of-two scale the weights come out exactly as without it, and a non-finite
+    gradient skips the step and halves the scale."""
+    plain, scaled = _trainer(tmp_path / "a"), _trainer(tmp_path / "b")
+    scaled.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    for step in range(2):
+        images, labels = _batch(step)
+        torch.manual_seed(step)
+        plain.train_step(images, labels)
+        torch.manual_seed(step)
+        scaled.train_step(images, labels)
+    for (name, a), b in zip(plain.model.named_parameters(), scaled.model.parameters()):
+        assert torch.equal(a, b), name
+    before = [p.detach().clone() for p in scaled.model.parameters()]
+    images, labels = _batch(2)
+    images[0, 0, 0, 0] = float("inf")
+    scaled.train_step(images, labels)
+    assert all(torch.equal(a, b) for a, b in zip(before, scaled.model.parameters()))
+    assert scaled.scaler.get_scale() == 2.0**9
+
+
 def test_fp16_needs_cuda(tmp_path):
     with pytest.raises(AnasError, match="fp16 needs CUDA"):
         _trainer(tmp_path, amp="fp16", device="cpu")
