@@ -142,6 +142,13 @@ def _batch(seed: int = 0, size: int = 16):
     return torch.randn(size, 3, 32, 32, generator=gen), torch.randint(0, 10, (size,), generator=gen)
 
 
+def _seeded_step(trainer: Trainer, images, labels, seed: int) -> tuple[float, float]:
+    """One sandwich step with torch's RNG seeded, so that runs compared step by step draw
+    the same drop-connect and dropout masks."""
+    torch.manual_seed(seed)
+    return trainer.train_step(images, labels)
+
+
 def test_bf16_autocast_trains_on_the_cpu(tmp_path):
     """--amp bf16 runs the subnets in bfloat16 (the same autocast code path as on CUDA) while
     the weights and the optimizer stay in float32."""
@@ -151,10 +158,8 @@ def test_bf16_autocast_trains_on_the_cpu(tmp_path):
     with bf16.autocast():
         assert bf16.model(images).dtype == torch.bfloat16
     for step in range(2):
-        torch.manual_seed(step)  # the same drop-connect and dropout masks in both runs
-        loss_plain, distill_plain = plain.train_step(images, labels)
-        torch.manual_seed(step)
-        loss_bf16, distill_bf16 = bf16.train_step(images, labels)
+        loss_plain, distill_plain = _seeded_step(plain, images, labels, step)
+        loss_bf16, distill_bf16 = _seeded_step(bf16, images, labels, step)
         assert loss_bf16 == pytest.approx(loss_plain, rel=1e-2) and distill_bf16 == pytest.approx(distill_plain, rel=1e-2)
     assert all(p.dtype == torch.float32 for p in bf16.model.parameters())
 
@@ -171,10 +176,8 @@ def test_channels_last_trains_like_contiguous_memory(tmp_path):
     initial = [p.detach().clone() for p in plain.model.parameters()]
     for step in range(2):
         images, labels = _batch(step)
-        torch.manual_seed(step)  # the same drop-connect and dropout masks in both runs
-        plain.train_step(images, labels)
-        torch.manual_seed(step)
-        channels_last.train_step(images.contiguous(memory_format=torch.channels_last), labels)
+        _seeded_step(plain, images, labels, step)
+        _seeded_step(channels_last, images.contiguous(memory_format=torch.channels_last), labels, step)
     moved = max((a - i).abs().max().item() for a, i in zip(plain.model.parameters(), initial))
     assert moved > 1e-5
     for (name, a), b in zip(plain.model.named_parameters(), channels_last.model.parameters()):
@@ -190,10 +193,8 @@ def test_gradient_scaler_path_of_fp16_leaves_the_update_unchanged(tmp_path):
     scaled.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
     for step in range(2):
         images, labels = _batch(step)
-        torch.manual_seed(step)
-        plain.train_step(images, labels)
-        torch.manual_seed(step)
-        scaled.train_step(images, labels)
+        _seeded_step(plain, images, labels, step)
+        _seeded_step(scaled, images, labels, step)
     for (name, a), b in zip(plain.model.named_parameters(), scaled.model.parameters()):
         assert torch.equal(a, b), name
     before = [p.detach().clone() for p in scaled.model.parameters()]
