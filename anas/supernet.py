@@ -42,11 +42,6 @@ def crop(tensor: torch.Tensor, *sizes: int) -> torch.Tensor:
     return tensor.as_strided(sizes, strides, offset)
 
 
-def slice_like(source: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """The part of a supernet tensor that a static tensor of ``shape`` holds."""
-    return crop(source, *shape)
-
-
 class DynamicBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm over the first C channels, C taken from the input."""
 
@@ -300,5 +295,5 @@ class Supernet(nn.Module):
             for name, source in self.active_modules():
                 source_state = source.state_dict()
                 for key, tensor in net.get_submodule(name).state_dict().items():
-                    tensor.copy_(slice_like(source_state[key], tensor.shape))
+                    tensor.copy_(crop(source_state[key], *tensor.shape))
         return net.train(self.training)

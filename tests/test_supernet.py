@@ -4,7 +4,7 @@ import torch
 
 from anas.arch import largest_arch, sample_archs, smallest_arch
 from anas.space import load_space
-from anas.supernet import Supernet, slice_like
+from anas.supernet import Supernet, crop
 
 
 def _randomize(model: torch.nn.Module, seed: int = 0) -> None:
@@ -117,10 +117,10 @@ def test_subnet_gradients_equal_the_static_nets(tiny, channels_last):
     checked = 0
     for name, param in static.named_parameters():
         grad = shared[name].grad
-        part = slice_like(grad, param.shape)
+        part = crop(grad, *param.shape)
         assert torch.allclose(part, param.grad, atol=1e-4, rtol=1e-4), name
         outside = grad.clone()
-        slice_like(outside, param.shape).zero_()
+        crop(outside, *param.shape).zero_()
         assert outside.abs().max() == 0, name
         checked += 1
     assert checked == len(list(static.parameters()))
@@ -139,9 +139,15 @@ def test_supernet_in_channels_last_agrees_with_the_static_net(tiny):
             assert torch.allclose(supernet(x.contiguous(memory_format=torch.channels_last)), static(x), atol=1e-5)
 
 
-def test_slice_like_takes_the_kernel_centre():
+def test_crop_takes_the_leading_channels_and_the_kernel_centre():
     weight = torch.arange(5 * 5, dtype=torch.float32).view(1, 1, 5, 5)
-    assert slice_like(weight, torch.Size([1, 1, 3, 3])).flatten().tolist() == [6, 7, 8, 11, 12, 13, 16, 17, 18]
+    assert crop(weight, 1, 1, 3, 3).flatten().tolist() == [6, 7, 8, 11, 12, 13, 16, 17, 18]
+    weight = torch.arange(4 * 3 * 5 * 5, dtype=torch.float32).view(4, 3, 5, 5)
+    assert torch.equal(crop(weight, 2, 1, 3, 3), weight[:2, :1, 1:4, 1:4])
+    assert torch.equal(crop(weight, 2), weight[:2])
+    assert crop(weight, 4, 3) is weight  # whole: the tensor itself
+    channels_last = weight.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(crop(channels_last, 2, 1, 3, 3), weight[:2, :1, 1:4, 1:4])
 
 
 def test_drop_connect_and_dropout_only_in_training(tiny):
