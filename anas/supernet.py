@@ -9,6 +9,7 @@ copied in. Parameter names match the static network's, block for block.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -42,26 +43,74 @@ def crop(tensor: torch.Tensor, *sizes: int) -> torch.Tensor:
     return tensor.as_strided(sizes, strides, offset)
 
 
+Parts = list[tuple[torch.Tensor, tuple[int, ...]]]
+"""Shared tensors with the sizes the active subnet uses of them, in the order a module's
+``forward`` takes them."""
+
+
+class _CropAll(torch.autograd.Function):
+    """Crops many shared tensors as one autograd node. Its backward allocates each tensor's
+    full-size gradient and copies every part's gradient into it in one batched call,
+    instead of one backward node (and its bookkeeping) per cropped tensor."""
+
+    @staticmethod
+    def forward(ctx, sizes: tuple[tuple[int, ...], ...], *tensors: torch.Tensor):
+        ctx.sizes, ctx.tensors = sizes, tensors
+        return tuple(crop(t, *size) for t, size in zip(tensors, sizes))
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor | None):
+        full_grads: list[torch.Tensor | None] = []
+        parts, values = [], []
+        for tensor, size, grad, needed in zip(ctx.tensors, ctx.sizes, grads, ctx.needs_input_grad[1:]):
+            if not needed:
+                full_grads.append(None)
+                continue
+            full = torch.zeros_like(tensor)
+            full_grads.append(full)
+            if grad is not None:
+                parts.append(crop(full, *size))
+                values.append(grad)
+        if parts:
+            torch._foreach_copy_(parts, values)
+        return (None, *full_grads)
+
+
+def take_parts(parts: Parts) -> list[torch.Tensor]:
+    """The cropped tensors of ``parts``; tensors used whole pass as they are. With
+    autograd on, all cropped ones come from a single ``_CropAll`` node."""
+    taken = [tensor for tensor, _ in parts]
+    cropped = [i for i, (tensor, size) in enumerate(parts) if tensor.shape != size]
+    if not cropped:
+        return taken
+    tensors = [parts[i][0] for i in cropped]
+    sizes = tuple(parts[i][1] for i in cropped)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        results = _CropAll.apply(sizes, *tensors)
+    else:
+        results = [crop(t, *size) for t, size in zip(tensors, sizes)]
+    for i, result in zip(cropped, results):
+        taken[i] = result
+    return taken
+
+
 class DynamicBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm over the first C channels, C taken from the input."""
+    """BatchNorm over the first C channels, C given by the cropped affine ``weight``."""
 
     update_stats: bool = True
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = x.shape[1]
-        whole = c == self.num_features
-        weight = self.weight if whole else crop(self.weight, c)
-        bias = self.bias if whole else crop(self.bias, c)
+    def forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         if self.training and not self.update_stats:
             return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
-        mean = self.running_mean if whole else crop(self.running_mean, c)
-        var = self.running_var if whole else crop(self.running_var, c)
+        c = weight.shape[0]
+        mean, var = crop(self.running_mean, c), crop(self.running_var, c)
         return F.batch_norm(x, mean, var, weight, bias, self.training, self.momentum, self.eps)
 
 
 class DynamicConvBNAct(nn.Module):
-    """Conv (max channels, max kernel) + BN + optional activation; ``active_out`` and
-    ``active_kernel`` select the slice, input channels come from the input."""
+    """Conv (max channels, max kernel) + BN + optional activation; ``active_in``,
+    ``active_out`` and ``active_kernel`` select the part (a depthwise conv has as many
+    outputs as inputs)."""
 
     def __init__(self, max_in: int, max_out: int, max_kernel: int = 1, stride: int = 1,
                  depthwise: bool = False, activation: str | None = "swish"):
@@ -72,19 +121,19 @@ class DynamicConvBNAct(nn.Module):
                               groups=max_out if depthwise else 1, bias=False)
         self.bn = DynamicBatchNorm2d(max_out)
         self.act = make_activation(activation) if activation else nn.Identity()
+        self.active_in = max_in
         self.active_out = max_out
         self.active_kernel = max_kernel
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c_in = x.shape[1]
+    def parts(self) -> Parts:
+        k, c_out = self.active_kernel, self.active_out
+        weight = (c_out, 1, k, k) if self.depthwise else (c_out, self.active_in, k, k)
+        return [(self.conv.weight, weight), (self.bn.weight, (c_out,)), (self.bn.bias, (c_out,))]
+
+    def forward(self, x: torch.Tensor, parts: Iterator[torch.Tensor]) -> torch.Tensor:
         k = self.active_kernel
-        if self.depthwise:
-            weight = crop(self.conv.weight, c_in, 1, k, k)
-            y = F.conv2d(x, weight, None, self.stride, k // 2, 1, c_in)
-        else:
-            weight = crop(self.conv.weight, self.active_out, c_in, k, k)
-            y = F.conv2d(x, weight, None, self.stride, k // 2)
-        return self.act(self.bn(y))
+        y = F.conv2d(x, next(parts), None, self.stride, k // 2, 1, self.active_out if self.depthwise else 1)
+        return self.act(self.bn(y, next(parts), next(parts)))
 
 
 class DynamicSqueezeExcite(nn.Module):
@@ -94,13 +143,18 @@ class DynamicSqueezeExcite(nn.Module):
         self.relu = nn.ReLU()
         self.expand = nn.Conv2d(max_squeezed, max_channels, 1, bias=True)
         self.gate = nn.Hardsigmoid()
+        self.active_channels = max_channels
         self.active_squeezed = max_squeezed
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c, s = x.shape[1], self.active_squeezed
+    def parts(self) -> Parts:
+        c, s = self.active_channels, self.active_squeezed
+        return [(self.reduce.weight, (s, c, 1, 1)), (self.reduce.bias, (s,)),
+                (self.expand.weight, (c, s, 1, 1)), (self.expand.bias, (c,))]
+
+    def forward(self, x: torch.Tensor, parts: Iterator[torch.Tensor]) -> torch.Tensor:
         scale = x.mean((2, 3), keepdim=True)
-        scale = self.relu(F.conv2d(scale, crop(self.reduce.weight, s, c), crop(self.reduce.bias, s)))
-        scale = F.conv2d(scale, crop(self.expand.weight, c, s), crop(self.expand.bias, c))
+        scale = self.relu(F.conv2d(scale, next(parts), next(parts)))
+        scale = F.conv2d(scale, next(parts), next(parts))
         return x * self.gate(scale)
 
 
@@ -109,12 +163,18 @@ class DynamicShortcut(nn.Module):
         super().__init__()
         self.pool = nn.AvgPool2d(stride, stride, ceil_mode=True) if stride > 1 else nn.Identity()
         self.conv = nn.Conv2d(max_in, max_out, 1, bias=False) if has_conv else nn.Identity()
+        self.active_in = max_in
         self.active_out = max_out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def parts(self) -> Parts:
+        if self.active_in == self.active_out:
+            return []
+        return [(self.conv.weight, (self.active_out, self.active_in, 1, 1))]
+
+    def forward(self, x: torch.Tensor, parts: Iterator[torch.Tensor]) -> torch.Tensor:
         x = self.pool(x)
-        if x.shape[1] != self.active_out:
-            x = F.conv2d(x, crop(self.conv.weight, self.active_out, x.shape[1]))
+        if self.active_in != self.active_out:
+            x = F.conv2d(x, next(parts))
         return x
 
 
@@ -125,9 +185,13 @@ class _BlockChoice:
     kernel_size: int
     expand_ratio: float
 
+    @property
+    def hidden(self) -> int:
+        return int(hidden_width(self.c_in, self.expand_ratio))
+
 
 class DynamicInvertedResidual(nn.Module):
-    """An inverted-residual block at its largest; ``choose`` sets the active slice."""
+    """An inverted-residual block at its largest; ``choose`` sets the active part."""
 
     def __init__(self, in_choices: tuple[int, ...], out_choices: tuple[int, ...], kernel_sizes: tuple[int, ...],
                  expand_ratios: tuple[float, ...], stride: int, use_se: bool, activation: str,
@@ -149,29 +213,46 @@ class DynamicInvertedResidual(nn.Module):
 
     def choose(self, choice: _BlockChoice) -> None:
         self.choice = choice
-        hidden = int(hidden_width(choice.c_in, choice.expand_ratio))
+        hidden = choice.hidden
         if self.expand is not None:
-            self.expand.active_out = hidden
+            self.expand.active_in, self.expand.active_out = choice.c_in, hidden
+        self.depthwise.active_in = self.depthwise.active_out = hidden
         self.depthwise.active_kernel = choice.kernel_size
         if self.se is not None:
-            self.se.active_squeezed = int(se_width(hidden))
-        self.project.active_out = choice.c_out
+            self.se.active_channels, self.se.active_squeezed = hidden, int(se_width(hidden))
+        self.project.active_in, self.project.active_out = hidden, choice.c_out
         if self.shortcut is not None:
-            self.shortcut.active_out = choice.c_out
+            self.shortcut.active_in, self.shortcut.active_out = choice.c_in, choice.c_out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        choice = self.choice
-        out = x if choice.expand_ratio == 1 else self.expand(x)
-        out = self.depthwise(out)
+    @property
+    def _expands(self) -> bool:
+        return self.choice.expand_ratio != 1
+
+    @property
+    def _identity(self) -> bool:
+        return self.stride == 1 and self.choice.c_in == self.choice.c_out
+
+    def parts(self) -> Parts:
+        parts = self.expand.parts() if self._expands else []
+        parts += self.depthwise.parts()
         if self.se is not None:
-            out = self.se(out)
-        out = self.project(out)
+            parts += self.se.parts()
+        parts += self.project.parts()
+        if not self._identity:
+            parts += self.shortcut.parts()
+        return parts
+
+    def forward(self, x: torch.Tensor, parts: Iterator[torch.Tensor]) -> torch.Tensor:
+        out = self.expand(x, parts) if self._expands else x
+        out = self.depthwise(out, parts)
+        if self.se is not None:
+            out = self.se(out, parts)
+        out = self.project(out, parts)
         if self.training and self.drop_connect > 0:
             keep = 1.0 - self.drop_connect
             mask = torch.rand(out.shape[0], 1, 1, 1, device=out.device, dtype=out.dtype) < keep
             out = out * mask / keep
-        identity = self.stride == 1 and choice.c_in == choice.c_out
-        return out + (x if identity else self.shortcut(x))
+        return out + (x if self._identity else self.shortcut(x, parts))
 
 
 class DynamicHead(nn.Module):
@@ -185,14 +266,21 @@ class DynamicHead(nn.Module):
         self.active_width = max_width
         self.dropout = 0.0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.expand.active_out = self.expand_ratio * x.shape[1]
-        x = self.expand(x).mean((2, 3), keepdim=True)
-        x = self.act(F.conv2d(x, crop(self.mix.weight, self.active_width, x.shape[1]))).flatten(1)
+    def choose(self, c_in: int, width: int) -> None:
+        self.expand.active_in, self.expand.active_out = c_in, self.expand_ratio * c_in
+        self.active_width = width
+
+    def parts(self) -> Parts:
+        width, classes = self.active_width, self.classifier.out_features
+        return [*self.expand.parts(), (self.mix.weight, (width, self.expand.active_out, 1, 1)),
+                (self.classifier.weight, (classes, width)), (self.classifier.bias, (classes,))]
+
+    def forward(self, x: torch.Tensor, parts: Iterator[torch.Tensor]) -> torch.Tensor:
+        x = self.expand(x, parts).mean((2, 3), keepdim=True)
+        x = self.act(F.conv2d(x, next(parts))).flatten(1)
         if self.dropout > 0:
             x = F.dropout(x, self.dropout, self.training)
-        return F.linear(x, crop(self.classifier.weight, self.classifier.out_features, x.shape[1]),
-                        self.classifier.bias)
+        return F.linear(x, next(parts), next(parts))
 
 
 class Supernet(nn.Module):
@@ -246,7 +334,7 @@ class Supernet(nn.Module):
                 block.drop_connect = drop_connect * index / total_blocks if i >= first_regularized else 0.0
                 index += 1
             c_in = c_out
-        self.head.active_width = arch.width[-1]
+        self.head.choose(c_in, arch.width[-1])
         self.head.dropout = dropout
 
     def set_largest(self, **regularization) -> None:
@@ -271,21 +359,25 @@ class Supernet(nn.Module):
         arch = self.active_arch
         if x.shape[-1] != arch.resolution or x.shape[-2] != arch.resolution:
             x = F.interpolate(x, size=(arch.resolution, arch.resolution), mode="bilinear", align_corners=False)
-        x = self.first_conv(x)
-        for i, stage in enumerate(self.stages):
-            for j in range(arch.depth[i]):
-                x = stage[j](x)
-        return self.head(x)
+        modules = self._running_modules()
+        parts = iter(take_parts([part for module in modules for part in module.parts()]))
+        for module in modules:
+            x = module(x, parts)
+        return x
 
     # -- extraction ---------------------------------------------------------------------
+
+    def _running_modules(self) -> list[nn.Module]:
+        """First conv, the active blocks, head: what ``forward`` runs, in order."""
+        depth = self.active_arch.depth
+        return [self.first_conv, *(stage[j] for i, stage in enumerate(self.stages) for j in range(depth[i])),
+                self.head]
 
     def active_modules(self) -> list[tuple[str, nn.Module]]:
         """The supernet modules the active subnet runs, under the names of the matching
         modules of its :class:`~anas.static.StaticNet` (``first_conv``, ``blocks.N``, ``head``)."""
-        arch = self.active_arch
-        blocks = [stage[j] for i, stage in enumerate(self.stages) for j in range(arch.depth[i])]
-        return [("first_conv", self.first_conv), *((f"blocks.{k}", b) for k, b in enumerate(blocks)),
-                ("head", self.head)]
+        first, *blocks, head = self._running_modules()
+        return [("first_conv", first), *((f"blocks.{k}", b) for k, b in enumerate(blocks)), ("head", head)]
 
     def get_active_subnet(self) -> StaticNet:
         """The static network of the active subnet, with the shared weights (and BN
