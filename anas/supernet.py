@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from anas.arch import Arch, largest_arch, smallest_arch
 from anas.space import SearchSpace, hidden_width, se_width
@@ -59,6 +60,7 @@ class _CropAll(torch.autograd.Function):
         return tuple(crop(t, *size) for t, size in zip(tensors, sizes))
 
     @staticmethod
+    @once_differentiable  # a second derivative through the crops is refused, not silently zero
     def backward(ctx, *grads: torch.Tensor | None):
         full_grads: list[torch.Tensor | None] = []
         parts, values = [], []

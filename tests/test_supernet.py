@@ -126,6 +126,25 @@ def test_subnet_gradients_equal_the_static_nets(tiny, channels_last):
     assert checked == len(list(static.parameters()))
 
 
+def test_all_crops_of_a_forward_pass_are_one_autograd_node(tiny):
+    supernet = Supernet(tiny).train()
+    supernet.set_active(smallest_arch(tiny))
+    loss = supernet(torch.randn(2, 3, 24, 24)).square().sum()
+    seen, stack, crop_nodes = set(), [loss.grad_fn], 0
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        crop_nodes += type(node).__name__ == "_CropAllBackward"
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    assert crop_nodes == 1
+    grads = torch.autograd.grad(loss, list(supernet.parameters()), create_graph=True, allow_unused=True)
+    penalty = sum(g.square().sum() for g in grads if g is not None)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        penalty.backward()  # second derivatives through the crops are refused, not silently zero
+
+
 def test_supernet_in_channels_last_agrees_with_the_static_net(tiny):
     torch.manual_seed(4)
     supernet = Supernet(tiny)
