@@ -168,16 +168,17 @@ class DynamicShortcut(nn.Module):
         self.active_in = max_in
         self.active_out = max_out
 
+    @property
+    def _converts(self) -> bool:
+        """Whether the active widths need the 1x1 conv (else only the pooling runs)."""
+        return self.active_in != self.active_out
+
     def parts(self) -> Parts:
-        if self.active_in == self.active_out:
-            return []
-        return [(self.conv.weight, (self.active_out, self.active_in, 1, 1))]
+        return [(self.conv.weight, (self.active_out, self.active_in, 1, 1))] if self._converts else []
 
     def forward(self, x: torch.Tensor, parts: Iterator[torch.Tensor]) -> torch.Tensor:
         x = self.pool(x)
-        if self.active_in != self.active_out:
-            x = F.conv2d(x, next(parts))
-        return x
+        return F.conv2d(x, next(parts)) if self._converts else x
 
 
 @dataclass(frozen=True)
