@@ -23,30 +23,46 @@ from anas.space import SearchSpace, hidden_width, se_width
 from anas.static import StaticNet, initialize, make_activation
 
 
+Shifts = tuple[tuple[int, int], ...]
+"""(dimension, first index) of each spatial dimension of a tensor whose centre is cropped."""
+
+
+def _shifts(shape: torch.Size, sizes: tuple[int, ...]) -> Shifts:
+    """Where the centre of each cropped spatial dimension (the third on) starts."""
+    return tuple((dim, (shape[dim] - sizes[dim]) // 2) for dim in range(2, len(sizes)) if shape[dim] != sizes[dim])
+
+
+def _view(tensor: torch.Tensor, sizes: tuple[int, ...], shifts: Shifts) -> torch.Tensor:
+    strides = tensor.stride()
+    offset = tensor.storage_offset()
+    for dim, shift in shifts:
+        offset += shift * strides[dim]
+    return tensor.as_strided(sizes, strides, offset)
+
+
 def crop(tensor: torch.Tensor, *sizes: int) -> torch.Tensor:
     """The part of a supernet tensor that a subnet uses, as one strided view: the leading
     ``sizes[0]`` (and ``sizes[1]``) channels, the centre of any spatial dimensions.
 
-    Trailing dimensions not named keep their size. One ``as_strided`` view is one autograd
-    node, whatever the number of sliced dimensions (chained slicing makes one per dimension,
-    each with its own zero-filled intermediate gradient). In isolation that cut a depthwise
-    kernel crop's forward+backward overhead from 24 to 14 us on this project's CPU; inside
-    a whole subnet the difference is below that CPU's timing noise (docs/train.md, Speed)."""
+    Trailing dimensions not named keep their size; the whole tensor is returned as it is.
+    One ``as_strided`` view is one autograd node, whatever the number of sliced dimensions
+    (chained slicing makes one per dimension, each with its own zero-filled intermediate
+    gradient)."""
     shape = tensor.shape
     if len(sizes) < len(shape):
         sizes = sizes + tuple(shape[len(sizes):])
-    if tuple(shape) == sizes:
+    if shape == sizes:
         return tensor
-    strides = tensor.stride()
-    offset = tensor.storage_offset()
-    for dim in range(2, len(sizes)):
-        offset += (shape[dim] - sizes[dim]) // 2 * strides[dim]
-    return tensor.as_strided(sizes, strides, offset)
+    return _view(tensor, sizes, _shifts(shape, sizes))
 
 
-Parts = list[tuple[torch.Tensor, tuple[int, ...]]]
-"""Shared tensors with the sizes the active subnet uses of them, in the order a module's
-``forward`` takes them."""
+@dataclass(frozen=True)
+class Part:
+    """A shared tensor, ``owner.<name>``, of which the active subnet uses ``size``."""
+
+    owner: nn.Module
+    name: str
+    size: tuple[int, ...]
 
 
 class _CropAll(torch.autograd.Function):
@@ -55,45 +71,60 @@ class _CropAll(torch.autograd.Function):
     instead of one backward node (and its bookkeeping) per cropped tensor."""
 
     @staticmethod
-    def forward(ctx, sizes: tuple[tuple[int, ...], ...], *tensors: torch.Tensor):
-        ctx.sizes, ctx.tensors = sizes, tensors
-        return tuple(crop(t, *size) for t, size in zip(tensors, sizes))
+    def forward(ctx, crops: tuple[tuple[tuple[int, ...], Shifts], ...], *tensors: torch.Tensor):
+        ctx.crops, ctx.tensors = crops, tensors
+        return tuple(_view(t, *c) for t, c in zip(tensors, crops))
 
     @staticmethod
     @once_differentiable  # a second derivative through the crops is refused, not silently zero
     def backward(ctx, *grads: torch.Tensor | None):
         full_grads: list[torch.Tensor | None] = []
         parts, values = [], []
-        for tensor, size, grad, needed in zip(ctx.tensors, ctx.sizes, grads, ctx.needs_input_grad[1:]):
+        for tensor, crop_of, grad, needed in zip(ctx.tensors, ctx.crops, grads, ctx.needs_input_grad[1:]):
             if not needed:
                 full_grads.append(None)
                 continue
             full = torch.zeros_like(tensor)
             full_grads.append(full)
             if grad is not None:
-                parts.append(crop(full, *size))
+                parts.append(_view(full, *crop_of))
                 values.append(grad)
         if parts:
             torch._foreach_copy_(parts, values)
         return (None, *full_grads)
 
 
-def take_parts(parts: Parts) -> list[torch.Tensor]:
-    """The cropped tensors of ``parts``; tensors used whole pass as they are. With
-    autograd on, all cropped ones come from a single ``_CropAll`` node."""
-    taken = [tensor for tensor, _ in parts]
-    cropped = [i for i, (tensor, size) in enumerate(parts) if tensor.shape != size]
-    if not cropped:
+class CropPlan:
+    """How to take the active subnet's parts of the shared tensors, worked out once per
+    :meth:`Supernet.set_active`. It holds the owning modules and attribute names, not the
+    tensors, so a forward pass always reads the supernet's current parameters (after
+    ``load_state_dict(assign=True)`` or ``.to()`` too)."""
+
+    def __init__(self, parts: list[Part]):
+        self.sources = [(part.owner, part.name) for part in parts]
+        self.cropped: list[int] = []
+        crops = []
+        for i, part in enumerate(parts):
+            shape = getattr(part.owner, part.name).shape
+            if shape != part.size:
+                self.cropped.append(i)
+                crops.append((part.size, _shifts(shape, part.size)))
+        self.crops = tuple(crops)
+
+    def take(self) -> list[torch.Tensor]:
+        """The parts, in order; with autograd on, all cropped ones come from a single
+        ``_CropAll`` node (tensors used whole pass as they are)."""
+        taken = [getattr(owner, name) for owner, name in self.sources]
+        if not self.cropped:
+            return taken
+        tensors = [taken[i] for i in self.cropped]
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            results = _CropAll.apply(self.crops, *tensors)
+        else:
+            results = [_view(t, *c) for t, c in zip(tensors, self.crops)]
+        for i, result in zip(self.cropped, results):
+            taken[i] = result
         return taken
-    tensors = [parts[i][0] for i in cropped]
-    sizes = tuple(parts[i][1] for i in cropped)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        results = _CropAll.apply(sizes, *tensors)
-    else:
-        results = [crop(t, *size) for t, size in zip(tensors, sizes)]
-    for i, result in zip(cropped, results):
-        taken[i] = result
-    return taken
 
 
 class DynamicBatchNorm2d(nn.BatchNorm2d):
@@ -105,7 +136,7 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
         if self.training and not self.update_stats:
             return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
         c = weight.shape[0]
-        mean, var = crop(self.running_mean, c), crop(self.running_var, c)
+        mean, var = self.running_mean[:c], self.running_var[:c]
         return F.batch_norm(x, mean, var, weight, bias, self.training, self.momentum, self.eps)
 
 
@@ -127,10 +158,10 @@ class DynamicConvBNAct(nn.Module):
         self.active_out = max_out
         self.active_kernel = max_kernel
 
-    def parts(self) -> Parts:
+    def parts(self) -> list[Part]:
         k, c_out = self.active_kernel, self.active_out
         weight = (c_out, 1, k, k) if self.depthwise else (c_out, self.active_in, k, k)
-        return [(self.conv.weight, weight), (self.bn.weight, (c_out,)), (self.bn.bias, (c_out,))]
+        return [Part(self.conv, "weight", weight), Part(self.bn, "weight", (c_out,)), Part(self.bn, "bias", (c_out,))]
 
     def forward(self, x: torch.Tensor, parts: Iterator[torch.Tensor]) -> torch.Tensor:
         k = self.active_kernel
@@ -148,10 +179,10 @@ class DynamicSqueezeExcite(nn.Module):
         self.active_channels = max_channels
         self.active_squeezed = max_squeezed
 
-    def parts(self) -> Parts:
+    def parts(self) -> list[Part]:
         c, s = self.active_channels, self.active_squeezed
-        return [(self.reduce.weight, (s, c, 1, 1)), (self.reduce.bias, (s,)),
-                (self.expand.weight, (c, s, 1, 1)), (self.expand.bias, (c,))]
+        return [Part(self.reduce, "weight", (s, c, 1, 1)), Part(self.reduce, "bias", (s,)),
+                Part(self.expand, "weight", (c, s, 1, 1)), Part(self.expand, "bias", (c,))]
 
     def forward(self, x: torch.Tensor, parts: Iterator[torch.Tensor]) -> torch.Tensor:
         scale = x.mean((2, 3), keepdim=True)
@@ -173,8 +204,8 @@ class DynamicShortcut(nn.Module):
         """Whether the active widths need the 1x1 conv (else only the pooling runs)."""
         return self.active_in != self.active_out
 
-    def parts(self) -> Parts:
-        return [(self.conv.weight, (self.active_out, self.active_in, 1, 1))] if self._converts else []
+    def parts(self) -> list[Part]:
+        return [Part(self.conv, "weight", (self.active_out, self.active_in, 1, 1))] if self._converts else []
 
     def forward(self, x: torch.Tensor, parts: Iterator[torch.Tensor]) -> torch.Tensor:
         x = self.pool(x)
@@ -235,7 +266,7 @@ class DynamicInvertedResidual(nn.Module):
     def _identity(self) -> bool:
         return self.stride == 1 and self.choice.c_in == self.choice.c_out
 
-    def parts(self) -> Parts:
+    def parts(self) -> list[Part]:
         parts = self.expand.parts() if self._expands else []
         parts += self.depthwise.parts()
         if self.se is not None:
@@ -273,10 +304,10 @@ class DynamicHead(nn.Module):
         self.expand.active_in, self.expand.active_out = c_in, self.expand_ratio * c_in
         self.active_width = width
 
-    def parts(self) -> Parts:
+    def parts(self) -> list[Part]:
         width, classes = self.active_width, self.classifier.out_features
-        return [*self.expand.parts(), (self.mix.weight, (width, self.expand.active_out, 1, 1)),
-                (self.classifier.weight, (classes, width)), (self.classifier.bias, (classes,))]
+        return [*self.expand.parts(), Part(self.mix, "weight", (width, self.expand.active_out, 1, 1)),
+                Part(self.classifier, "weight", (classes, width)), Part(self.classifier, "bias", (classes,))]
 
     def forward(self, x: torch.Tensor, parts: Iterator[torch.Tensor]) -> torch.Tensor:
         x = self.expand(x, parts).mean((2, 3), keepdim=True)
@@ -339,6 +370,8 @@ class Supernet(nn.Module):
             c_in = c_out
         self.head.choose(c_in, arch.width[-1])
         self.head.dropout = dropout
+        self._running = self._running_modules()
+        self._plan = CropPlan([part for module in self._running for part in module.parts()])
 
     def set_largest(self, **regularization) -> None:
         self.set_active(largest_arch(self.space), **regularization)
@@ -362,9 +395,8 @@ class Supernet(nn.Module):
         arch = self.active_arch
         if x.shape[-1] != arch.resolution or x.shape[-2] != arch.resolution:
             x = F.interpolate(x, size=(arch.resolution, arch.resolution), mode="bilinear", align_corners=False)
-        modules = self._running_modules()
-        parts = iter(take_parts([part for module in modules for part in module.parts()]))
-        for module in modules:
+        parts = iter(self._plan.take())
+        for module in self._running:
             x = module(x, parts)
         return x
 

@@ -85,11 +85,14 @@ def sliced_tensors(supernet: Supernet, static) -> int:
                for shared, param in zip(module.parameters(), static.get_submodule(name).parameters()))
 
 
-def subnet_ratio(space_name: str, batch: int, rounds: int, setting: Setting) -> tuple[list[dict], dict]:
+def subnet_ratio(space_name: str, batch: int, rounds: int, seconds: float,
+                 setting: Setting) -> tuple[list[dict], dict]:
     """Supernet (subnet mode) vs static network for the smallest, two random and the largest
-    subnet (one sandwich). ``ratio`` is the median over ``rounds`` rounds of the ratio
-    measured within each round (the two alternate, so they share the machine's noise);
-    ``ratio_of_fastest`` compares the fastest step of each."""
+    subnet (one sandwich). ``ratio`` is the median, over at least ``rounds`` rounds and at
+    least ``seconds`` of them, of the ratio measured within each round (the two alternate,
+    so they share the machine's noise); ``ratio_of_fastest`` compares the fastest step of
+    each. The time floor gives a small subnet, whose round takes milliseconds, as many
+    rounds as a brief slow-down of the machine needs to average out."""
     space = load_space(space_name)
     torch.manual_seed(0)
     supernet = setting.place(Supernet(space).train())
@@ -104,7 +107,8 @@ def subnet_ratio(space_name: str, batch: int, rounds: int, setting: Setting) -> 
         images = setting.place(torch.randn(batch, 3, arch.resolution, arch.resolution))
         labels = torch.randint(0, space.num_classes, (batch,)).to(setting.device)
         super_t, static_t, paired = [], [], []
-        for i in range(rounds + 2):
+        started, i = time.perf_counter(), 0
+        while i < rounds + 2 or time.perf_counter() - started < seconds:
             # one round: supernet, static, static, supernet (ABBA), so that a drift of the
             # machine's speed within the round falls on both alike
             s1 = forward_backward_seconds(supernet, images, labels, setting)
@@ -115,15 +119,17 @@ def subnet_ratio(space_name: str, batch: int, rounds: int, setting: Setting) -> 
                 super_t += [s1, s2]
                 static_t += [t1, t2]
                 paired.append((s1 + s2) / (t1 + t2))
+            i += 1
         ratio = statistics.median(paired)
         s, t = min(super_t), min(static_t)
         sliced = sliced_tensors(supernet, static)
         rows.append({"space": space_name, "subnet": name, "batch": batch, "resolution": arch.resolution,
-                     "supernet_ms": round(s * 1e3, 3), "static_ms": round(t * 1e3, 3), "ratio": round(ratio, 4),
+                     "rounds": len(paired), "supernet_ms": round(s * 1e3, 3), "static_ms": round(t * 1e3, 3),
+                     "ratio": round(ratio, 4),
                      "ratio_of_fastest": round(s / t, 4), "sliced_tensors": sliced,
                      "overhead_us_per_sliced_tensor": round((s - t) / sliced * 1e6, 1) if sliced else None})
         print(f"{space_name:>6} {name:>8} batch {batch:>3} res {arch.resolution}: supernet {s * 1e3:8.2f} ms, "
-              f"static {t * 1e3:8.2f} ms (fastest of {len(super_t)}), ratio {ratio:.3f} "
+              f"static {t * 1e3:8.2f} ms (fastest of {len(super_t)}), ratio {ratio:.3f} over {len(paired)} rounds "
               f"(of the fastest: {s / t:.3f}); {sliced} sliced tensors")
     total_super, total_static = sum(r["supernet_ms"] for r in rows), sum(r["static_ms"] for r in rows)
     sandwich = {"space": space_name, "batch": batch, "subnets": list(archs), "supernet_ms": round(total_super, 3),
@@ -169,8 +175,8 @@ def main() -> None:
     if args.amp == "fp16" and not args.device.startswith("cuda"):
         parser.error("--amp fp16 needs --device cuda")
     setting = Setting(torch.device(args.device), args.amp, args.channels_last)
-    rounds, steps = (3, 3) if args.quick else (30, 10)
-    (tiny_rows, tiny_sandwich), (cifar_rows, cifar_sandwich) = (subnet_ratio(name, 64, rounds, setting)
+    rounds, seconds, steps = (3, 0.0, 3) if args.quick else (30, 20.0, 10)
+    (tiny_rows, tiny_sandwich), (cifar_rows, cifar_sandwich) = (subnet_ratio(name, 64, rounds, seconds, setting)
                                                                 for name in ("tiny", "cifar"))
     ratios = tiny_rows + cifar_rows
     steps_rows = [sandwich_step(space, sampler, 64, steps, setting) for space in ("tiny", "cifar")

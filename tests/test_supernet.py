@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -143,6 +145,27 @@ def test_all_crops_of_a_forward_pass_are_one_autograd_node(tiny):
     penalty = sum(g.square().sum() for g in grads if g is not None)
     with pytest.raises(RuntimeError, match="once_differentiable"):
         penalty.backward()  # second derivatives through the crops are refused, not silently zero
+
+
+def test_forward_reads_the_current_parameters_after_they_are_replaced(tiny):
+    """The crops worked out in set_active name modules and attributes, not tensors: after
+    load_state_dict(assign=True) or a deep copy, the forward pass and its gradients use the
+    parameters the supernet holds now."""
+    torch.manual_seed(5)
+    supernet = Supernet(tiny).train()
+    arch = sample_archs(tiny, 1, np.random.default_rng(2))[0]
+    supernet.set_active(arch)
+    other = Supernet(tiny)
+    _randomize(other, seed=3)
+    supernet.load_state_dict(other.state_dict(), assign=True)
+    x = torch.randn(2, 3, arch.resolution, arch.resolution)
+    other.set_active(arch)
+    other.train()
+    assert torch.allclose(supernet(x), other(x), atol=1e-6)
+    copied = copy.deepcopy(supernet)
+    copied(x).sum().backward()
+    assert all(p.grad is None for p in supernet.parameters())
+    assert sum(p.grad is not None for p in copied.parameters()) > 0
 
 
 def test_supernet_in_channels_last_agrees_with_the_static_net(tiny):
