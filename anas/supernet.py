@@ -353,7 +353,8 @@ class Supernet(nn.Module):
                    drop_connect_stages: int = 2) -> None:
         """Select ``arch``. ``dropout`` (before the classifier) and ``drop_connect`` apply in
         training mode; drop-connect grows linearly with the block index up to
-        ``drop_connect`` in the last ``drop_connect_stages`` stages."""
+        ``drop_connect`` in the last ``drop_connect_stages`` stages. It is the one way to change
+        the active subnet: it also works out the crops that ``forward`` takes."""
         self.active_arch = arch
         self.first_conv.active_out = arch.width[0]
         c_in = arch.width[0]
