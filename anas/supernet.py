@@ -23,21 +23,10 @@ from anas.space import SearchSpace, hidden_width, se_width
 from anas.static import StaticNet, initialize, make_activation
 
 
-Shifts = tuple[tuple[int, int], ...]
-"""(dimension, first index) of each spatial dimension of a tensor whose centre is cropped."""
-
-
-def _shifts(shape: torch.Size, sizes: tuple[int, ...]) -> Shifts:
-    """Where the centre of each cropped spatial dimension (the third on) starts."""
-    return tuple((dim, (shape[dim] - sizes[dim]) // 2) for dim in range(2, len(sizes)) if shape[dim] != sizes[dim])
-
-
-def _view(tensor: torch.Tensor, sizes: tuple[int, ...], shifts: Shifts) -> torch.Tensor:
-    strides = tensor.stride()
-    offset = tensor.storage_offset()
-    for dim, shift in shifts:
-        offset += shift * strides[dim]
-    return tensor.as_strided(sizes, strides, offset)
+def _centre_offset(shape: tuple[int, ...], sizes: tuple[int, ...], strides: tuple[int, ...]) -> int:
+    """How far (in elements) the cropped part starts into the tensor: the centre of each
+    cropped spatial dimension (the third on); channels are always the leading ones."""
+    return sum((shape[dim] - sizes[dim]) // 2 * strides[dim] for dim in range(2, len(sizes)))
 
 
 def crop(tensor: torch.Tensor, *sizes: int) -> torch.Tensor:
@@ -48,12 +37,24 @@ def crop(tensor: torch.Tensor, *sizes: int) -> torch.Tensor:
     One ``as_strided`` view is one autograd node, whatever the number of sliced dimensions
     (chained slicing makes one per dimension, each with its own zero-filled intermediate
     gradient)."""
-    shape = tensor.shape
+    shape = tuple(tensor.shape)
     if len(sizes) < len(shape):
-        sizes = sizes + tuple(shape[len(sizes):])
+        sizes = sizes + shape[len(sizes):]
     if shape == sizes:
         return tensor
-    return _view(tensor, sizes, _shifts(shape, sizes))
+    strides = tensor.stride()
+    return tensor.as_strided(sizes, strides, tensor.storage_offset() + _centre_offset(shape, sizes, strides))
+
+
+def _dense_strides(shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[int, ...]:
+    """Strides of a gap-free tensor of ``shape`` whose dimensions are laid out in the same
+    order as ``strides`` (what ``torch.empty_like`` gives a contiguous or channels-last one)."""
+    order = sorted(range(len(shape)), key=lambda dim: (strides[dim], -dim))  # innermost first
+    dense, step = [0] * len(shape), 1
+    for dim in order:
+        dense[dim] = step
+        step *= shape[dim]
+    return tuple(dense)
 
 
 @dataclass(frozen=True)
@@ -65,63 +66,100 @@ class Part:
     size: tuple[int, ...]
 
 
+ViewArgs = tuple[tuple[int, ...], tuple[int, ...], int]
+"""The (size, stride, storage offset) arguments of ``Tensor.as_strided``."""
+
+
+@dataclass(frozen=True)
+class CropLayout:
+    """Everything cropping a list of shared tensors needs, worked out in Python once for
+    their present strides: the views of the parts (forward), and where each full-size
+    gradient and its part lie in one flat zero-filled buffer (backward)."""
+
+    layouts: list[tuple[tuple[int, ...], int, torch.dtype]]  # (stride, storage offset, dtype) it was worked out for
+    views: list[ViewArgs]
+    grad_views: list[ViewArgs]
+    grad_part_views: list[ViewArgs]
+    grad_numel: int
+    one_dtype: bool  # whether all gradients can share one buffer
+
+    @classmethod
+    def of(cls, tensors: list[torch.Tensor], sizes: list[tuple[int, ...]]) -> CropLayout:
+        layouts, views, grad_views, grad_part_views, flat = [], [], [], [], 0
+        for tensor, size in zip(tensors, sizes):
+            shape, strides, offset = tuple(tensor.shape), tensor.stride(), tensor.storage_offset()
+            dense = _dense_strides(shape, strides)
+            layouts.append((strides, offset, tensor.dtype))
+            views.append((size, strides, offset + _centre_offset(shape, size, strides)))
+            grad_views.append((shape, dense, flat))
+            grad_part_views.append((size, dense, flat + _centre_offset(shape, size, dense)))
+            flat += tensor.numel()
+        return cls(layouts, views, grad_views, grad_part_views, flat, len({t.dtype for t in tensors}) == 1)
+
+    def fits(self, tensors: list[torch.Tensor]) -> bool:
+        return all((t.stride(), t.storage_offset(), t.dtype) == layout for t, layout in zip(tensors, self.layouts))
+
+
 class _CropAll(torch.autograd.Function):
-    """Crops many shared tensors as one autograd node. Its backward allocates each tensor's
-    full-size gradient and copies every part's gradient into it in one batched call,
-    instead of one backward node (and its bookkeeping) per cropped tensor."""
+    """Crops many shared tensors as one autograd node. Its backward allocates the full-size
+    gradients as views of one flat zero-filled buffer and copies every part's gradient
+    into them in one batched call, instead of one backward node (and its bookkeeping) per
+    cropped tensor."""
 
     @staticmethod
-    def forward(ctx, crops: tuple[tuple[tuple[int, ...], Shifts], ...], *tensors: torch.Tensor):
-        ctx.crops, ctx.tensors = crops, tensors
-        return tuple(_view(t, *c) for t, c in zip(tensors, crops))
+    def forward(ctx, layout: CropLayout, *tensors: torch.Tensor):
+        ctx.layout, ctx.tensors = layout, tensors
+        return tuple(t.as_strided(*view) for t, view in zip(tensors, layout.views))
 
     @staticmethod
     @once_differentiable  # a second derivative through the crops is refused, not silently zero
-    def backward(ctx, *grads: torch.Tensor | None):
-        full_grads: list[torch.Tensor | None] = []
-        parts, values = [], []
-        for tensor, crop_of, grad, needed in zip(ctx.tensors, ctx.crops, grads, ctx.needs_input_grad[1:]):
-            if not needed:
-                full_grads.append(None)
-                continue
-            full = torch.zeros_like(tensor)
-            full_grads.append(full)
-            if grad is not None:
-                parts.append(_view(full, *crop_of))
-                values.append(grad)
-        if parts:
-            torch._foreach_copy_(parts, values)
-        return (None, *full_grads)
+    def backward(ctx, *grads: torch.Tensor):
+        layout, tensors = ctx.layout, ctx.tensors
+        if layout.one_dtype:
+            flat = tensors[0].new_zeros(layout.grad_numel)
+            full_grads = [flat.as_strided(*view) for view in layout.grad_views]
+            part_views = [flat.as_strided(*view) for view in layout.grad_part_views]
+        else:  # tensors of several dtypes: a zero-filled gradient each
+            full_grads = [torch.zeros_like(t) for t in tensors]
+            part_views = [crop(full, *view[0]) for full, view in zip(full_grads, layout.grad_part_views)]
+        torch._foreach_copy_(part_views, grads)  # undefined gradients arrive as zeros (materialized)
+        if all(ctx.needs_input_grad[1:]):
+            return (None, *full_grads)
+        return (None, *(full if needed else None for full, needed in zip(full_grads, ctx.needs_input_grad[1:])))
 
 
 class CropPlan:
     """How to take the active subnet's parts of the shared tensors, worked out once per
     :meth:`Supernet.set_active`. It holds the owning modules and attribute names, not the
     tensors, so a forward pass always reads the supernet's current parameters (after
-    ``load_state_dict(assign=True)`` or ``.to()`` too)."""
+    ``load_state_dict(assign=True)``, ``.to()`` or a change of memory format too); the
+    view arguments are worked out again when those tensors' strides change."""
 
     def __init__(self, parts: list[Part]):
-        self.sources = [(part.owner, part.name) for part in parts]
-        self.cropped: list[int] = []
-        crops = []
-        for i, part in enumerate(parts):
-            shape = getattr(part.owner, part.name).shape
-            if shape != part.size:
-                self.cropped.append(i)
-                crops.append((part.size, _shifts(shape, part.size)))
-        self.crops = tuple(crops)
+        # the owners' parameter dictionaries: looking a parameter up there is several times
+        # faster than nn.Module.__getattr__, and sees the same (current) tensor
+        self.sources = [(part.owner._parameters, part.name) for part in parts]
+        self.cropped = [i for i, part in enumerate(parts) if tuple(getattr(part.owner, part.name).shape) != part.size]
+        self.sizes = [parts[i].size for i in self.cropped]
+        self._layout: CropLayout | None = None
+
+    def layout(self, tensors: list[torch.Tensor]) -> CropLayout:
+        if self._layout is None or not self._layout.fits(tensors):
+            self._layout = CropLayout.of(tensors, self.sizes)
+        return self._layout
 
     def take(self) -> list[torch.Tensor]:
         """The parts, in order; with autograd on, all cropped ones come from a single
         ``_CropAll`` node (tensors used whole pass as they are)."""
-        taken = [getattr(owner, name) for owner, name in self.sources]
+        taken = [parameters[name] for parameters, name in self.sources]
         if not self.cropped:
             return taken
         tensors = [taken[i] for i in self.cropped]
+        layout = self.layout(tensors)
         if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-            results = _CropAll.apply(self.crops, *tensors)
+            results = _CropAll.apply(layout, *tensors)
         else:
-            results = [_view(t, *c) for t, c in zip(tensors, self.crops)]
+            results = [t.as_strided(*view) for t, view in zip(tensors, layout.views)]
         for i, result in zip(self.cropped, results):
             taken[i] = result
         return taken

@@ -1,6 +1,6 @@
 """Speed of supernet training on this machine.
 
-    python benchmarks/train_step.py [--quick] [--device cuda] [--amp bf16|fp16] [--channels-last]
+    python benchmarks/train_step.py [--quick] [--device cuda] [--amp bf16|fp16] [--channels-last] [--processes N]
 
 1. The time of one sandwich step (largest + 2 sampled + smallest subnet, gradient
    accumulation, one SGD step) for a fixed batch, with the uniform and the bestup-k3 sampler.
@@ -8,8 +8,8 @@
    network's, for the same subnet and batch (target: at most 1.05 on the CPU), for the
    smallest, two random and the largest subnet, with how many shared tensors each slices
    and what the difference comes to per sliced tensor; and the ratio of the four together.
-   Each is measured in three fresh processes (the median is reported, and each process's
-   figure), since on a shared VM the figure moves more from process to process than
+   Each is measured in three (``--processes``) fresh processes (the median is reported, and
+   each process's figure), since on a shared VM the figure moves more from process to process than
    within one.
 
 Prints the figures and writes benchmarks/results/train_step.json (on the CPU in float32;
@@ -197,11 +197,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--processes", type=int, default=3,
+                        help="fresh processes per space for the supernet/static ratios (default 3; 1 with --quick)")
     args = parser.parse_args()
     if args.amp == "fp16" and not args.device.startswith("cuda"):
         parser.error("--amp fp16 needs --device cuda")
     setting = Setting(torch.device(args.device), args.amp, args.channels_last)
-    rounds, seconds, processes, steps = (3, 0.0, 1, 3) if args.quick else (10, 15.0, 3, 10)
+    rounds, seconds, processes, steps = (3, 0.0, 1, 3) if args.quick else (10, 15.0, args.processes, 10)
     (tiny_rows, tiny_sandwich), (cifar_rows, cifar_sandwich) = (
         subnet_ratio_in_processes(name, 64, rounds, seconds, setting, processes) for name in ("tiny", "cifar"))
     ratios = tiny_rows + cifar_rows

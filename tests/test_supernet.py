@@ -6,7 +6,7 @@ import torch
 
 from anas.arch import largest_arch, sample_archs, smallest_arch
 from anas.space import load_space
-from anas.supernet import Supernet, crop
+from anas.supernet import CropPlan, Part, Supernet, crop
 
 
 def _randomize(model: torch.nn.Module, seed: int = 0) -> None:
@@ -95,21 +95,27 @@ def test_smallest_subnet_gradients_touch_only_its_slice(tiny):
     assert supernet.stages[2][2].depthwise.conv.weight.grad is None
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("channels_last", ["never", "before set_active", "after a first pass"])
 def test_subnet_gradients_equal_the_static_nets(tiny, channels_last):
     """Every shared weight receives exactly the extracted network's gradient on its slice
-    (kernel centre included) and zero outside it, also with channels-last weights."""
+    (kernel centre included) and zero outside it, also with channels-last weights, and also
+    when the weights change memory format after the crops were first worked out."""
     torch.manual_seed(2)
     supernet = Supernet(tiny)
     _randomize(supernet)
-    if channels_last:
+    if channels_last == "before set_active":
         supernet = supernet.to(memory_format=torch.channels_last)
     arch = sample_archs(tiny, 1, np.random.default_rng(11))[0]
     supernet.set_active(arch)
+    x = torch.randn(4, 3, arch.resolution, arch.resolution)
+    if channels_last == "after a first pass":
+        supernet(x).sum().backward()
+        supernet.zero_grad(set_to_none=True)
+        supernet = supernet.to(memory_format=torch.channels_last)
+        assert supernet.first_conv.conv.weight.is_contiguous(memory_format=torch.channels_last)
     static = supernet.get_active_subnet()
     static.head.dropout.p = 0.0
-    x = torch.randn(4, 3, arch.resolution, arch.resolution)
-    if channels_last:
+    if channels_last != "never":
         x = x.contiguous(memory_format=torch.channels_last)
     supernet.train(), static.train()
     supernet(x).square().sum().backward()
@@ -145,6 +151,22 @@ def test_all_crops_of_a_forward_pass_are_one_autograd_node(tiny):
     penalty = sum(g.square().sum() for g in grads if g is not None)
     with pytest.raises(RuntimeError, match="once_differentiable"):
         penalty.backward()  # second derivatives through the crops are refused, not silently zero
+
+
+def test_crop_plan_of_tensors_of_several_dtypes():
+    """The gradients of one dtype share a flat buffer; tensors of several dtypes get one
+    zero-filled gradient each, in their own dtype."""
+    owner = torch.nn.Module()
+    owner.a = torch.nn.Parameter(torch.randn(4, 3, 5, 5))
+    owner.b = torch.nn.Parameter(torch.randn(6, dtype=torch.float64))
+    plan = CropPlan([Part(owner, "a", (2, 3, 3, 3)), Part(owner, "b", (4,))])
+    a, b = plan.take()
+    assert torch.equal(a, owner.a[:2, :, 1:4, 1:4]) and torch.equal(b, owner.b[:4])
+    (a.sum() * 2 + b.sum() * 3).backward()
+    expected_a = torch.zeros(4, 3, 5, 5)
+    expected_a[:2, :, 1:4, 1:4] = 2
+    assert torch.equal(owner.a.grad, expected_a)
+    assert owner.b.grad.dtype == torch.float64 and owner.b.grad.tolist() == [3, 3, 3, 3, 0, 0]
 
 
 def test_forward_reads_the_current_parameters_after_they_are_replaced(tiny):
