@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from anas.allocator import keep_freed_memory
 from anas.arch import Arch, largest_arch, smallest_arch
 from anas.cost import arch_costs
 from anas.data import DATASETS, DataConfig, DataSplits, load_data, make_loader
@@ -81,6 +82,7 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "none"
     channels_last: bool = False
+    keep_freed_memory: bool = True  # glibc malloc keeps freed memory (anas.allocator)
     seed: int = 0
     run_dir: str | None = None
     save_every: int = 0  # also checkpoint every N steps (0: every epoch only)
@@ -389,13 +391,15 @@ class Trainer:
     def fit(self) -> TrainSummary | None:
         """Train to the end of the schedule; the summary on the main process, None elsewhere."""
         config = self.config
+        kept = keep_freed_memory() if config.keep_freed_memory else False
         start = time.perf_counter()
         if self.dist.is_main:
             self.run_dir.write_config(config.to_dict())
             self.run_dir.log(f"{'resumed at epoch ' + str(self.epoch) if self.global_step else 'started'}: "
                              f"space {self.space.name}, data {config.data}, sampler {config.sampler}, "
                              f"{self.dist.world_size} process(es) on {self.device.type}, "
-                             f"{self.steps_per_epoch} steps per epoch")
+                             f"{self.steps_per_epoch} steps per epoch"
+                             f"{', malloc keeps freed memory' if kept else ''}")
         total_images = 0
         try:
             with self._progress() as progress:

@@ -1,6 +1,7 @@
 """Speed of supernet training on this machine.
 
     python benchmarks/train_step.py [--quick] [--device cuda] [--amp bf16|fp16] [--channels-last] [--processes N]
+                                    [--glibc-defaults]
 
 1. The time of one sandwich step (largest + 2 sampled + smallest subnet, gradient
    accumulation, one SGD step) for a fixed batch, with the uniform and the bestup-k3 sampler.
@@ -12,8 +13,11 @@
    each process's figure), since on a shared VM the figure moves more from process to process than
    within one.
 
+Every process first does what ``anas train`` does by default: it has glibc's malloc keep
+freed memory (``anas.allocator``); ``--glibc-defaults`` measures without.
+
 Prints the figures and writes benchmarks/results/train_step.json (on the CPU in float32;
-other settings write train_step-DEVICE[-AMP][-channels-last].json).
+other settings write train_step-DEVICE[-AMP][-channels-last][-glibc-defaults].json).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from anas.allocator import keep_freed_memory
 from anas.arch import largest_arch, sample_archs, smallest_arch
 from anas.run import RunDir
 from anas.space import load_space
@@ -48,6 +53,7 @@ class Setting:
     device: torch.device
     amp: str = "none"
     channels_last: bool = False
+    keep_freed_memory: bool = True  # as anas train does by default
 
     def autocast(self):
         if self.amp == "none":
@@ -65,7 +71,12 @@ class Setting:
     @property
     def label(self) -> str:
         return "-".join([self.device.type] + ([self.amp] if self.amp != "none" else [])
-                        + (["channels-last"] if self.channels_last else []))
+                        + (["channels-last"] if self.channels_last else [])
+                        + ([] if self.keep_freed_memory else ["glibc-defaults"]))
+
+    def apply_to_process(self) -> bool:
+        """What ``anas train`` does to its process; whether malloc now keeps freed memory."""
+        return keep_freed_memory() if self.keep_freed_memory else False
 
 
 def forward_backward_seconds(model, images, labels, setting: Setting) -> float:
@@ -97,6 +108,7 @@ def subnet_ratio(space_name: str, batch: int, rounds: int, seconds: float, setti
     compares the fastest step of each. The time floor gives a small subnet, whose round
     takes milliseconds, as many rounds as a brief slow-down of the machine needs to average
     out."""
+    setting.apply_to_process()
     space = load_space(space_name)
     torch.manual_seed(0)
     supernet = setting.place(Supernet(space).train())
@@ -171,7 +183,8 @@ def sandwich_step(space_name: str, sampler: str, batch: int, steps: int, setting
     with tempfile.TemporaryDirectory() as tmp:
         config = build_config({"space": space_name, "data": "fake", "batch_size": batch, "sampler": sampler,
                                "device": str(setting.device), "amp": setting.amp,
-                               "channels_last": setting.channels_last, "run_dir": tmp})
+                               "channels_last": setting.channels_last,
+                               "keep_freed_memory": setting.keep_freed_memory, "run_dir": tmp})
         trainer = Trainer(config, RunDir(tmp), load_space(space_name), progress=False)
         res = max(trainer.space.resolutions)
         images = setting.place(torch.randn(batch, 3, res, res))
@@ -197,16 +210,19 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--glibc-defaults", action="store_true",
+                        help="leave glibc's malloc settings alone (anas train --no-keep-freed-memory)")
     parser.add_argument("--processes", type=int, default=3,
                         help="fresh processes per space for the supernet/static ratios (default 3; 1 with --quick)")
     args = parser.parse_args()
     if args.amp == "fp16" and not args.device.startswith("cuda"):
         parser.error("--amp fp16 needs --device cuda")
-    setting = Setting(torch.device(args.device), args.amp, args.channels_last)
+    setting = Setting(torch.device(args.device), args.amp, args.channels_last, not args.glibc_defaults)
     rounds, seconds, processes, steps = (3, 0.0, 1, 3) if args.quick else (10, 15.0, args.processes, 10)
     (tiny_rows, tiny_sandwich), (cifar_rows, cifar_sandwich) = (
         subnet_ratio_in_processes(name, 64, rounds, seconds, setting, processes) for name in ("tiny", "cifar"))
     ratios = tiny_rows + cifar_rows
+    kept = setting.apply_to_process()
     steps_rows = [sandwich_step(space, sampler, 64, steps, setting) for space in ("tiny", "cifar")
                   for sampler in ("uniform", "bestup-k3")]
     result = {
@@ -214,7 +230,8 @@ def main() -> None:
         "supernet_vs_static": ratios,
         "supernet_vs_static_sandwich": [tiny_sandwich, cifar_sandwich],
         "max_ratio": max(r["ratio"] for r in ratios),
-        "setting": {"device": str(setting.device), "amp": setting.amp, "channels_last": setting.channels_last},
+        "setting": {"device": str(setting.device), "amp": setting.amp, "channels_last": setting.channels_last,
+                    "malloc_keeps_freed_memory": kept},
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "python": platform.python_version(), "torch": torch.__version__,
                     "gpu": torch.cuda.get_device_name(setting.device) if setting.device.type == "cuda" else None},
