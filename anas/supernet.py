@@ -169,12 +169,22 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm over the first C channels, C given by the cropped affine ``weight``."""
 
     update_stats: bool = True
+    _sliced: tuple | None = None  # (c, running mean, running variance, their first c entries)
+
+    def running_stats(self, c: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``c`` entries of the running mean and variance, as views of the buffers;
+        kept from one forward pass to the next while ``c`` and the buffers stay the same."""
+        mean, var = self._buffers["running_mean"], self._buffers["running_var"]
+        sliced = self._sliced
+        if (sliced is None or sliced[0] != c or sliced[1] is not mean or sliced[2] is not var
+                or sliced[3].data_ptr() != mean.data_ptr() or sliced[4].data_ptr() != var.data_ptr()):
+            sliced = self._sliced = (c, mean, var, mean[:c], var[:c])
+        return sliced[3], sliced[4]
 
     def forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         if self.training and not self.update_stats:
             return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
-        c = weight.shape[0]
-        mean, var = self.running_mean[:c], self.running_var[:c]
+        mean, var = self.running_stats(weight.shape[0])
         return F.batch_norm(x, mean, var, weight, bias, self.training, self.momentum, self.eps)
 
 

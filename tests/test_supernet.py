@@ -177,12 +177,15 @@ def test_forward_reads_the_current_parameters_after_they_are_replaced(tiny):
     supernet = Supernet(tiny).train()
     arch = sample_archs(tiny, 1, np.random.default_rng(2))[0]
     supernet.set_active(arch)
+    x = torch.randn(2, 3, arch.resolution, arch.resolution)
+    supernet(x)  # crops and BN running-statistics views worked out for the old tensors
     other = Supernet(tiny)
     _randomize(other, seed=3)
     supernet.load_state_dict(other.state_dict(), assign=True)
-    x = torch.randn(2, 3, arch.resolution, arch.resolution)
     other.set_active(arch)
-    other.train()
+    supernet.eval(), other.eval()  # running statistics (the loaded buffers) in use
+    assert torch.allclose(supernet(x), other(x), atol=1e-6)
+    supernet.train(), other.train()
     assert torch.allclose(supernet(x), other(x), atol=1e-6)
     copied = copy.deepcopy(supernet)
     copied(x).sum().backward()
