@@ -25,8 +25,8 @@ _M_MMAP_THRESHOLD = -3
 TRIM_THRESHOLD = 1 << 30
 """Free memory at the top of the heap is given back only beyond this (1 GiB)."""
 MMAP_THRESHOLD = 32 << 20
-"""Blocks up to this size (32 MiB, the largest glibc accepts) come from the heap, not
-from ``mmap`` regions of their own."""
+"""Blocks up to this size (32 MiB, the most glibc's own adaptive threshold reaches on a
+64-bit system) come from the heap, not from ``mmap`` regions of their own."""
 
 
 def keep_freed_memory() -> bool:
