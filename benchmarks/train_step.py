@@ -10,8 +10,9 @@
    smallest, two random and the largest subnet, with how many shared tensors each slices
    and what the difference comes to per sliced tensor; and the ratio of the four together.
    Each is measured in three (``--processes``) fresh processes (the median is reported, and
-   each process's figure), since on a shared VM the figure moves more from process to process than
-   within one.
+   each process's figure), since the figure can move more from process to process than
+   within one (on this project's VM up to 0.08 with glibc's malloc defaults, about 0.02
+   with freed memory kept).
 
 Every process first does what ``anas train`` does by default: it has glibc's malloc keep
 freed memory (``anas.allocator``); ``--glibc-defaults`` measures without.
@@ -146,7 +147,8 @@ def subnet_ratio_in_processes(space_name: str, batch: int, rounds: int, seconds:
                               processes: int) -> tuple[list[dict], dict]:
     """:func:`subnet_ratio` in ``processes`` fresh processes, one after the other. On this
     project's CPU VM one process's median ratio is steady over hundreds of rounds, yet
-    another process measures the same subnet up to 0.08 higher or lower; each subnet's
+    another process measured the same subnet up to 0.08 higher or lower with glibc's malloc
+    defaults (about 0.02 with freed memory kept); each subnet's
     ``ratio`` is the median over the processes, ``ratio_per_process`` lists them all."""
     context = multiprocessing.get_context("spawn")
     runs = []
