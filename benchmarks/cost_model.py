@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anas.arch import sample_archs
-from anas.cost import batch_costs
-from anas.space import load_space
+from anas.space.arch import sample_archs
+from anas.space.cost import batch_costs
+from anas.space.space import load_space
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 from sklearn.ensemble import RandomForestRegressor
 
-from anas.arch import ArchBatch, sample_archs
-from anas.cost import batch_costs
-from anas.predictor import Predictor, PredictorConfig, feature_matrix, rank_metrics
-from anas.synthetic import synthetic_acc1
-from anas.space import load_space
-from anas.table import archs_to_frame, write_table
+from anas.space.arch import ArchBatch, sample_archs
+from anas.space.cost import batch_costs
+from anas.predict.predictor import Predictor, PredictorConfig, feature_matrix, rank_metrics
+from anas.predict.synthetic import synthetic_acc1
+from anas.space.space import load_space
+from anas.space.table import archs_to_frame, write_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SEEDS = (0, 1, 2)

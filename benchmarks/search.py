@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from anas.arch import sample_archs
-from anas.predictor import Predictor
-from anas.search import STRATEGIES, Band, SearchProblem, search
-from anas.space import load_space
-from anas.synthetic import synthetic_acc1
+from anas.space.arch import sample_archs
+from anas.predict.predictor import Predictor
+from anas.search.search import STRATEGIES, Band, SearchProblem, search
+from anas.space.space import load_space
+from anas.predict.synthetic import synthetic_acc1
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BANDS = ((200, 225), (300, 350), (400, 600), (700, 720))
@@ -76,7 +76,7 @@ def main() -> None:
     if not args.quick:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "search.json").write_text(json.dumps({
-            "predictor": "LightGBM (anas defaults) fitted on 1500 attentive-nas subnets, anas.synthetic oracle",
+            "predictor": "LightGBM (anas defaults) fitted on 1500 attentive-nas subnets, anas.predict.synthetic oracle",
             "runs": runs, "timing": summary, "wins": wins,
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         }, indent=2) + "\n")

@@ -15,7 +15,7 @@
    with freed memory kept).
 
 Every process first does what ``anas train`` does by default: it has glibc's malloc keep
-freed memory (``anas.allocator``); ``--glibc-defaults`` measures without.
+freed memory (``anas.cli.allocator``); ``--glibc-defaults`` measures without.
 
 Prints the figures and writes benchmarks/results/train_step.json (on the CPU in float32;
 other settings write train_step-DEVICE[-AMP][-channels-last][-glibc-defaults].json).
@@ -39,12 +39,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from anas.allocator import keep_freed_memory
-from anas.arch import largest_arch, sample_archs, smallest_arch
-from anas.run import RunDir
-from anas.space import load_space
-from anas.supernet import Supernet
-from anas.train import Trainer, build_config
+from anas.cli.allocator import keep_freed_memory
+from anas.space.arch import largest_arch, sample_archs, smallest_arch
+from anas.train.rundir import RunDir
+from anas.space.space import load_space
+from anas.nn.supernet import Supernet
+from anas.train.loop import Trainer, build_config
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

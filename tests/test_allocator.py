@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from anas import allocator
+from anas.cli import allocator
 
 # Forward+backward passes of a tiny subnet, in a fresh process (the setting is process-wide).
 # With glibc's defaults this measured 18,000-31,000 page faults over the 10 passes (freed
@@ -12,10 +12,10 @@ _PASSES = """
 import resource, sys, torch
 import numpy as np
 import torch.nn.functional as F
-from anas.allocator import keep_freed_memory
-from anas.arch import sample_archs
-from anas.space import load_space
-from anas.supernet import Supernet
+from anas.cli.allocator import keep_freed_memory
+from anas.space.arch import sample_archs
+from anas.space.space import load_space
+from anas.nn.supernet import Supernet
 assert keep_freed_memory()
 torch.manual_seed(0)
 space = load_space("tiny")

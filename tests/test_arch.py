@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from anas.arch import Arch, ArchBatch, arch_from_dict, largest_arch, parse_arch, sample_archs, smallest_arch
+from anas.space.arch import Arch, ArchBatch, arch_from_dict, largest_arch, parse_arch, sample_archs, smallest_arch
 from anas.errors import ArchError
 
 A0 = {

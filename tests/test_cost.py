@@ -3,10 +3,10 @@ import pytest
 import torch
 from ptflops import get_model_complexity_info
 
-from anas.arch import ArchBatch, parse_arch, sample_archs
-from anas.cost import arch_costs, batch_costs
-from anas.space import load_space
-from anas.static import StaticNet
+from anas.space.arch import ArchBatch, parse_arch, sample_archs
+from anas.space.cost import arch_costs, batch_costs
+from anas.space.space import load_space
+from anas.nn.static import StaticNet
 
 PUBLISHED_MFLOPS = {"a0": 203.4, "a1": 279.2, "a2": 316.7, "a3": 356.5, "a4": 443.5, "a5": 490.5, "a6": 709.0}
 
@@ -79,7 +79,7 @@ def test_cost_grows_with_every_setting(attentive):
             changed[field] = value
         else:
             changed[field][index] = value
-        from anas.arch import arch_from_dict
+        from anas.space.arch import arch_from_dict
 
         mflops, _ = arch_costs(attentive, arch_from_dict(attentive, changed))
         assert mflops > base_mflops, field
@@ -87,8 +87,8 @@ def test_cost_grows_with_every_setting(attentive):
 
 @pytest.mark.parametrize("space_name", ["tiny", "cifar", "attentive-nas"])
 def test_table_lookup_equals_the_layer_by_layer_formulas(space_name):
-    from anas.arch import concat_batches, sample_archs_by_size
-    from anas.cost import direct_costs
+    from anas.space.arch import concat_batches, sample_archs_by_size
+    from anas.space.cost import direct_costs
 
     space = load_space(space_name)
     rng = np.random.default_rng(11)

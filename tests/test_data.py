@@ -6,7 +6,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from anas.data import DataConfig, load_data, make_loader
+from anas.train.data import DataConfig, load_data, make_loader
 from anas.errors import DataError
 
 

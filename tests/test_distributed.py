@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from anas.arch import largest_arch, smallest_arch
-from anas.run import RunDir, load_checkpoint
-from anas.trained import load_trained_run
+from anas.space.arch import largest_arch, smallest_arch
+from anas.train.rundir import RunDir, load_checkpoint
+from anas.evaluate.trained import load_trained_run
 
 OPTIONS = {"space": "tiny", "data": "fake", "batch_size": 8, "epochs": 1, "calib_batches": 1,
            "prior_samples": 1000, "sampler": "bestup-k3"}
@@ -28,7 +28,7 @@ def _worker(rank: int, world_size: int, port: int, folder: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    from anas import train as train_module
+    from anas.train import loop as train_module
 
     chosen = []
     original = train_module.Trainer.sample_subnets

@@ -1,6 +1,6 @@
 import torch
 
-from anas.evaluate import evaluate, recalibrate_bn
+from anas.nn.evaluate import evaluate, recalibrate_bn
 
 
 def test_recalibration_is_a_cumulative_average():
@@ -35,10 +35,10 @@ def test_evaluate_top1_top5():
 
 
 def test_subnets_are_evaluated_at_their_own_resolution():
-    from anas.arch import smallest_arch
-    from anas.evaluate import evaluate_subnet
-    from anas.space import load_space
-    from anas.supernet import Supernet
+    from anas.space.arch import smallest_arch
+    from anas.nn.evaluate import evaluate_subnet
+    from anas.space.space import load_space
+    from anas.nn.supernet import Supernet
 
     space = load_space("tiny")
     supernet = Supernet(space)

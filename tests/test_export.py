@@ -11,14 +11,14 @@ import pytest
 import torch
 from conftest import assert_one_line_error
 
-import anas.export as export_module
-from anas.arch import parse_arch
+import anas.export.export as export_module
+from anas.space.arch import parse_arch
 from anas.cli import main
 from anas.errors import CheckpointError
-from anas.export import EXPORT_BATCH, load_subnet, prepare_subnet, validation_images
-from anas.space import space_from_dict
-from anas.train import start_training
-from anas.trained import load_trained_run
+from anas.export.export import EXPORT_BATCH, load_subnet, prepare_subnet, validation_images
+from anas.space.space import space_from_dict
+from anas.train.loop import start_training
+from anas.evaluate.trained import load_trained_run
 
 FORMATS = {"onnx": "onnx", "torchscript": "ts", "pt": "pt"}
 # A search result as `anas search` writes it: the subnet plus keys that --arch ignores.

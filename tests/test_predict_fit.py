@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from conftest import assert_one_line_error
 
-from anas.arch import sample_archs
-from anas.cost import batch_costs
-from anas.table import archs_to_frame, setting_columns, write_table
-from anas.train import start_training
+from anas.space.arch import sample_archs
+from anas.space.cost import batch_costs
+from anas.space.table import archs_to_frame, setting_columns, write_table
+from anas.train.loop import start_training
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_run_records_predictor_and_resume(run_cli, trained_run):
 
 
 def setting_columns_for(run):
-    from anas.space import load_space
+    from anas.space.space import load_space
 
     return setting_columns(load_space("tiny"))
 
@@ -119,7 +119,7 @@ def test_bad_inputs(run_cli, tiny, tmp_path):
 
 
 def load(name):
-    from anas.space import load_space
+    from anas.space.space import load_space
 
     return load_space(name)
 

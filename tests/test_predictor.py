@@ -3,13 +3,13 @@ import json
 import numpy as np
 import pytest
 
-from anas.arch import ArchBatch, largest_arch, sample_archs, smallest_arch
-from anas.cost import batch_costs
+from anas.space.arch import ArchBatch, largest_arch, sample_archs, smallest_arch
+from anas.space.cost import batch_costs
 from anas.errors import AnasError, TableError
-from anas.predictor import (Predictor, PredictorConfig, PredictorError, PredictorEstimator, feature_matrix,
+from anas.predict.predictor import (Predictor, PredictorConfig, PredictorError, PredictorEstimator, feature_matrix,
                             feature_names, rank_metrics, split_indices)
-from anas.records import read_records, spread_sample
-from anas.table import archs_to_frame, write_table
+from anas.evaluate.records import read_records, spread_sample
+from anas.space.table import archs_to_frame, write_table
 
 
 def _synthetic(space, n, seed=0):

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from anas.arch import smallest_arch
-from anas.cost import arch_costs
+from anas.space.arch import smallest_arch
+from anas.space.cost import arch_costs
 from anas.errors import AnasError
-from anas.sampler import FlopsPrior, LossEstimator, SamplerSpec, SubnetSampler, parse_sampler
-from anas.supernet import Supernet
+from anas.train.sampler import FlopsPrior, LossEstimator, SamplerSpec, SubnetSampler, parse_sampler
+from anas.nn.supernet import Supernet
 
 
 @pytest.mark.parametrize("text, spec", [

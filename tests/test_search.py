@@ -6,18 +6,18 @@ import pandas as pd
 import pytest
 from conftest import assert_one_line_error
 
-from anas.arch import ArchBatch, parse_arch, sample_archs
-from anas.cost import batch_costs, index_costs
+from anas.space.arch import ArchBatch, parse_arch, sample_archs
+from anas.space.cost import batch_costs, index_costs
 from anas.errors import AnasError
-from anas.predictor import Predictor, PredictorConfig
-from anas.search import Band, Genome, SearchProblem, parse_band, pareto_mask, search
-from anas.synthetic import synthetic_acc1
-from anas.table import setting_columns
+from anas.predict.predictor import Predictor, PredictorConfig
+from anas.search.search import Band, Genome, SearchProblem, parse_band, pareto_mask, search
+from anas.predict.synthetic import synthetic_acc1
+from anas.space.table import setting_columns
 
 
 @pytest.fixture(scope="module")
 def attentive_predictor(tmp_path_factory):
-    from anas.space import load_space
+    from anas.space.space import load_space
 
     space = load_space("attentive-nas")
     rng = np.random.default_rng(0)
@@ -103,7 +103,7 @@ def test_infeasible_bands_are_refused_at_once(attentive, attentive_predictor):
 
 
 def test_cli_end_to_end_with_latency_and_outputs(run_cli, tmp_path):
-    from anas.space import load_space
+    from anas.space.space import load_space
 
     tiny = load_space("tiny")
     rng = np.random.default_rng(0)
@@ -141,7 +141,7 @@ def test_cli_bad_inputs(run_cli, attentive_predictor, tmp_path):
 
 
 def test_predictor_of_another_space_than_the_run(run_cli, attentive_predictor, tmp_path):
-    from anas.train import start_training
+    from anas.train.loop import start_training
 
     _, folder = attentive_predictor
     start_training({"space": "tiny", "data": "fake", "epochs": 1, "batch_size": 32, "calib_batches": 1,

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from anas.arch import largest_arch, sample_archs, smallest_arch
-from anas.space import load_space
-from anas.supernet import CropPlan, Part, Supernet, crop
+from anas.space.arch import largest_arch, sample_archs, smallest_arch
+from anas.space.space import load_space
+from anas.nn.supernet import CropPlan, Part, Supernet, crop
 
 
 def _randomize(model: torch.nn.Module, seed: int = 0) -> None:

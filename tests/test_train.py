@@ -6,9 +6,9 @@ import yaml
 from conftest import assert_one_line_error
 
 from anas.errors import AnasError
-from anas.run import RunDir, load_checkpoint
-from anas.space import load_space
-from anas.train import (Trainer, build_config, parameter_groups, resume_training, soft_cross_entropy, start_training,
+from anas.train.rundir import RunDir, load_checkpoint
+from anas.space.space import load_space
+from anas.train.loop import (Trainer, build_config, parameter_groups, resume_training, soft_cross_entropy, start_training,
                         warmup_cosine)
 
 FAST = {"space": "tiny", "data": "fake", "batch_size": 16, "calib_batches": 2, "prior_samples": 2000, "epochs": 2}
@@ -28,7 +28,7 @@ def test_schedule_warms_up_then_follows_a_cosine_to_zero():
 
 
 def test_weight_decay_only_on_conv_and_linear_weights(tiny):
-    from anas.supernet import Supernet
+    from anas.nn.supernet import Supernet
 
     groups = parameter_groups(Supernet(tiny), 1e-5)
     assert groups[0]["weight_decay"] == 1e-5 and all(p.ndim > 1 for p in groups[0]["params"])
@@ -96,7 +96,7 @@ def test_resume_inside_an_epoch(tmp_path):
     class Crash(Exception):
         pass
 
-    from anas import train as train_module
+    from anas.train import loop as train_module
 
     original = train_module.Trainer.train_step
     calls = {"n": 0}
@@ -270,7 +270,7 @@ def test_corrupt_checkpoint_is_refused(run_cli, tmp_path):
 
 
 def test_checkpoint_of_another_space_in_the_run_folder(run_cli, tmp_path):
-    from anas.space import load_space, space_to_dict
+    from anas.space.space import load_space, space_to_dict
 
     start_training(_options(tmp_path, epochs=1), progress=False)
     ckpt = tmp_path / "run" / "checkpoints" / "last.pt"

@@ -12,7 +12,7 @@ from rich.table import Table
 from anas.cli import app
 from anas.cli.common import err, out, print_json
 from anas.errors import AnasError
-from anas.export import DEFAULT_OPSET, FORMATS, ExportConfig, ExportResult, export_subnet
+from anas.export.export import DEFAULT_OPSET, FORMATS, ExportConfig, ExportResult, export_subnet
 
 
 @app.command()

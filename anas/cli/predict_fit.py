@@ -13,10 +13,10 @@ from rich.table import Table
 from anas.cli import app
 from anas.cli.common import err, out, print_json
 from anas.errors import AnasError
-from anas.predict_fit import FitReport, collect_records, fit_and_report
-from anas.predictor import PredictorConfig, split_indices
-from anas.records import read_records
-from anas.space import load_space
+from anas.evaluate.predict_fit import FitReport, collect_records, fit_and_report
+from anas.predict.predictor import PredictorConfig, split_indices
+from anas.evaluate.records import read_records
+from anas.space.space import load_space
 
 P = PredictorConfig()
 
@@ -47,7 +47,7 @@ def predict_fit(
     config = PredictorConfig(n_estimators=n_estimators, learning_rate=learning_rate, num_leaves=num_leaves, seed=seed)
     evaluated_now = 0
     if run is not None:
-        from anas.trained import load_trained_run
+        from anas.evaluate.trained import load_trained_run
 
         trained = load_trained_run(run, device)
         if space is not None and load_space(space) != trained.space:

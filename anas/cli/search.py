@@ -14,11 +14,11 @@ from anas.cli import app
 from anas.cli.common import err, out, print_json
 from anas.errors import AnasError
 from anas.io import atomic_write_text
-from anas.latency import LatencyConfig, resolve_device
-from anas.predictor import Predictor
-from anas.search import (LatencyCache, SearchProblem, best_record, choose_best, front_frame, parse_band, plot_search,
+from anas.latency.measure import LatencyConfig, resolve_device
+from anas.predict.predictor import Predictor
+from anas.search.search import (LatencyCache, SearchProblem, best_record, choose_best, front_frame, parse_band, plot_search,
                          search)
-from anas.table import write_table
+from anas.space.table import write_table
 
 
 @app.command("search")
@@ -52,7 +52,7 @@ def search_command(
     space = predictor.space
     trained = None
     if run is not None:
-        from anas.trained import load_trained_run
+        from anas.evaluate.trained import load_trained_run
 
         trained = load_trained_run(run, "cuda" if device.startswith("cuda") else "cpu")
         predictor.check_space(trained.space, f"run {run}")

@@ -7,9 +7,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from anas.cli import app
+from anas.cli import allocator, app
 from anas.cli.common import err, out, print_json
-from anas.train import TrainConfig, TrainSummary, resume_training, start_training
+from anas.train.loop import TrainConfig, TrainSummary, resume_training, start_training
 
 D = TrainConfig()  # the defaults, shown in --help
 
@@ -62,6 +62,8 @@ def train(
     """Train a supernet with the sandwich rule, in-place distillation and attentive sampling."""
     options = {k: v for k, v in locals().items() if k not in ("config", "resume", "quiet", "json_output")}
     progress = not (quiet or json_output)
+    if keep_freed_memory is not False:
+        allocator.keep_freed_memory()
     if resume is not None:
         if config is not None:
             err.print("note: --config is ignored with --resume (the run keeps its configuration)")

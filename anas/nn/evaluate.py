@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Subset
 
-from anas.arch import Arch
-from anas.data import make_loader
+from anas.space.arch import Arch
+from anas.train.data import make_loader
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from anas.arch import Arch
-from anas.space import SearchSpace, hidden_width, se_width
+from anas.space.arch import Arch
+from anas.space.space import SearchSpace, hidden_width, se_width
 
 
 def make_activation(name: str) -> nn.Module:

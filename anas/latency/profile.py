@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from anas.arch import Arch, ArchBatch, largest_arch, sample_archs, smallest_arch
-from anas.cost import arch_costs, batch_costs
-from anas.latency import LatencyConfig, measure_latency
-from anas.space import SearchSpace
-from anas.static import StaticNet
-from anas.table import archs_to_frame
+from anas.space.arch import Arch, ArchBatch, largest_arch, sample_archs, smallest_arch
+from anas.space.cost import arch_costs, batch_costs
+from anas.latency.measure import LatencyConfig, measure_latency
+from anas.space.space import SearchSpace
+from anas.nn.static import StaticNet
+from anas.space.table import archs_to_frame
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 
 from anas import __version__
-from anas.arch import LIST_SETTINGS, Arch, ArchBatch
-from anas.cost import batch_costs
+from anas.space.arch import LIST_SETTINGS, Arch, ArchBatch
+from anas.space.cost import batch_costs
 from anas.errors import AnasError
 from anas.io import atomic_write_text
-from anas.space import SearchSpace, space_from_dict, space_to_dict
-from anas.table import setting_columns
+from anas.space.space import SearchSpace, space_from_dict, space_to_dict
+from anas.space.table import setting_columns
 
 PREDICTOR_FORMAT = "anas-predictor-1"
 DERIVED_FEATURES = ("mflops", "log_mflops", "params_m", "total_depth")

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from anas.arch import Arch, concat_batches, sample_archs, sample_archs_by_size
-from anas.cost import batch_costs
+from anas.space.arch import Arch, concat_batches, sample_archs, sample_archs_by_size
+from anas.space.cost import batch_costs
 from anas.errors import AnasError
-from anas.space import SearchSpace
+from anas.space.space import SearchSpace
 
 SAMPLER_PATTERN = re.compile(r"^(uniform|(bestup|worstup)-k([1-9][0-9]*))$")
 

@@ -12,13 +12,13 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from anas.arch import Arch
+from anas.space.arch import Arch
 from anas.errors import AnasError
 from anas.io import atomic_write
-from anas.predictor import Predictor, PredictorConfig, rank_metrics, split_indices
-from anas.records import evaluate_into_records, known_settings, read_records, settings_key, spread_sample
-from anas.space import SearchSpace
-from anas.table import frame_to_archs
+from anas.predict.predictor import Predictor, PredictorConfig, rank_metrics, split_indices
+from anas.evaluate.records import evaluate_into_records, known_settings, read_records, settings_key, spread_sample
+from anas.space.space import SearchSpace
+from anas.space.table import frame_to_archs
 
 
 @dataclass
@@ -48,7 +48,7 @@ def collect_records(run, samples: int, calib_batches: int | None, split: str, se
     """Evaluate ``samples`` subnets spread over the MFLOPs range into ``RUN/records.csv``;
     subnets already there are skipped. Under torchrun, ranks evaluate disjoint subnets and
     rank 0 writes. Returns the path, the whole table and how many were evaluated now."""
-    from anas import distributed
+    from anas.train import distributed
 
     if samples < 2:
         raise AnasError("--samples must be at least 2 (the smallest and the largest subnet)")

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anas.arch import Arch, ArchBatch, concat_batches, largest_arch, sample_archs, sample_archs_by_size, smallest_arch
-from anas.cost import batch_costs
+from anas.space.arch import Arch, ArchBatch, concat_batches, largest_arch, sample_archs, sample_archs_by_size, smallest_arch
+from anas.space.cost import batch_costs
 from anas.errors import TableError
-from anas.space import SearchSpace
-from anas.table import archs_to_frame, frame_to_archs, read_table, setting_columns, write_table
+from anas.space.space import SearchSpace
+from anas.space.table import archs_to_frame, frame_to_archs, read_table, setting_columns, write_table
 
 RESULT_COLUMNS = ("acc1", "acc5", "loss")
 

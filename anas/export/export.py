@@ -25,15 +25,15 @@ from typing import Any
 import torch
 
 from anas import __version__
-from anas.arch import Arch, arch_from_dict, parse_arch
-from anas.cost import arch_costs
+from anas.space.arch import Arch, arch_from_dict, parse_arch
+from anas.space.cost import arch_costs
 from anas.errors import AnasError, CheckpointError, OutputError
-from anas.evaluate import at_resolution, recalibrate_subnet
+from anas.nn.evaluate import at_resolution, recalibrate_subnet
 from anas.io import atomic_write
-from anas.space import space_from_dict, space_to_dict
-from anas.static import StaticNet
-from anas.run import safe_torch_load
-from anas.trained import TrainedRun, load_trained_run
+from anas.space.space import space_from_dict, space_to_dict
+from anas.nn.static import StaticNet
+from anas.train.rundir import safe_torch_load
+from anas.evaluate.trained import TrainedRun, load_trained_run
 
 FORMATS = {"onnx": "onnx", "torchscript": "ts", "pt": "pt"}  # format -> file extension
 SUBNET_FORMAT = "anas-subnet-1"  # the format tag of `pt` files

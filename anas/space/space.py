@@ -220,7 +220,7 @@ def space_from_dict(data: Any, source: str = "<dict>") -> SearchSpace:
     if not isinstance(models, dict):
         check.fail("models", "expected a mapping of model names to subnet settings")
     if models:
-        from anas.arch import arch_from_dict  # local: arch validation needs the space first
+        from anas.space.arch import arch_from_dict  # local: arch validation needs the space first
 
         checked = {}
         for model_name, settings in models.items():

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from anas.arch import ArchBatch
-from anas.cost import batch_costs
-from anas.space import SearchSpace
+from anas.space.arch import ArchBatch
+from anas.space.cost import batch_costs
+from anas.space.space import SearchSpace
 
 
 def synthetic_acc1(space: SearchSpace, batch: ArchBatch, rng: np.random.Generator, noise: float = 0.12) -> np.ndarray:

@@ -18,11 +18,11 @@ from typing import Callable
 
 import numpy as np
 
-from anas.arch import Arch, ArchBatch, LIST_SETTINGS, largest_arch, sample_archs, sample_archs_by_size, smallest_arch
-from anas.cost import batch_costs, index_costs
+from anas.space.arch import Arch, ArchBatch, LIST_SETTINGS, largest_arch, sample_archs, sample_archs_by_size, smallest_arch
+from anas.space.cost import batch_costs, index_costs
 from anas.errors import AnasError
-from anas.predictor import Predictor
-from anas.space import SearchSpace
+from anas.predict.predictor import Predictor
+from anas.space.space import SearchSpace
 
 STRATEGIES = ("nsga2", "evolution", "random")
 _BAND = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*-\s*(\d+(?:\.\d*)?)\s*$")
@@ -432,8 +432,8 @@ class LatencyCache:
 
     def __call__(self, arch: Arch) -> float:
         if arch not in self.measured:
-            from anas.latency import measure_latency
-            from anas.static import StaticNet
+            from anas.latency.measure import measure_latency
+            from anas.nn.static import StaticNet
 
             net = StaticNet(self.space, arch, self.num_classes)
             self.measured[arch] = measure_latency(net, arch.resolution, self.config, self.space.in_channels)
@@ -442,7 +442,7 @@ class LatencyCache:
 
 def front_frame(result: SearchResult, measured: dict[int, float] | None = None):
     """The Pareto front in the table format, plus ``pred_acc1`` (``latency_ms``, ``acc1``)."""
-    from anas.table import archs_to_frame
+    from anas.space.table import archs_to_frame
 
     archive, front = result.archive, result.front
     batch = result.genome.decode(archive.genes[front])

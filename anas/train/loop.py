@@ -23,19 +23,18 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from anas.allocator import keep_freed_memory
-from anas.arch import Arch, largest_arch, smallest_arch
-from anas.cost import arch_costs
-from anas.data import DATASETS, DataConfig, DataSplits, load_data, make_loader
-from anas.distributed import (DistContext, all_reduce_gradients, all_reduce_mean, all_reduce_sum, barrier,
+from anas.space.arch import Arch, largest_arch, smallest_arch
+from anas.space.cost import arch_costs
+from anas.train.data import DATASETS, DataConfig, DataSplits, load_data, make_loader
+from anas.train.distributed import (DistContext, all_reduce_gradients, all_reduce_mean, all_reduce_sum, barrier,
                               broadcast_parameters, init_distributed, shutdown)
 from anas.errors import AnasError, CheckpointError
-from anas.evaluate import EvalResult, calibration_loader, evaluate_subnet, evaluation_loader
-from anas.run import RunDir, checkpoint_space
-from anas.predictor import Predictor, PredictorEstimator
-from anas.sampler import FlopsPrior, LossEstimator, SamplerSpec, SubnetSampler, parse_sampler
-from anas.space import SearchSpace, load_space, space_to_dict
-from anas.supernet import Supernet
+from anas.nn.evaluate import EvalResult, calibration_loader, evaluate_subnet, evaluation_loader
+from anas.train.rundir import RunDir, checkpoint_space
+from anas.predict.predictor import Predictor, PredictorEstimator
+from anas.train.sampler import FlopsPrior, LossEstimator, SamplerSpec, SubnetSampler, parse_sampler
+from anas.space.space import SearchSpace, load_space, space_to_dict
+from anas.nn.supernet import Supernet
 
 AMP_MODES = ("none", "bf16", "fp16")
 ESTIMATORS = ("loss", "predictor")
@@ -82,7 +81,7 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "none"
     channels_last: bool = False
-    keep_freed_memory: bool = True  # glibc malloc keeps freed memory (anas.allocator)
+    keep_freed_memory: bool = True  # glibc malloc keeps freed memory (anas.cli.allocator)
     seed: int = 0
     run_dir: str | None = None
     save_every: int = 0  # also checkpoint every N steps (0: every epoch only)
@@ -262,6 +261,7 @@ class Trainer:
         self.space = space
         self.progress_enabled = progress
         self.on_epoch_end = on_epoch_end
+        self.process_notes: list[str] = []  # process-wide settings the caller made (for train.log)
         self.device = resolve_device(config.device)
         if config.amp == "fp16" and self.device.type != "cuda":
             raise AnasError("--amp fp16 needs CUDA; use --amp bf16 or none on the CPU")
@@ -391,7 +391,6 @@ class Trainer:
     def fit(self) -> TrainSummary | None:
         """Train to the end of the schedule; the summary on the main process, None elsewhere."""
         config = self.config
-        kept = keep_freed_memory() if config.keep_freed_memory else False
         start = time.perf_counter()
         if self.dist.is_main:
             self.run_dir.write_config(config.to_dict())
@@ -399,7 +398,7 @@ class Trainer:
                              f"space {self.space.name}, data {config.data}, sampler {config.sampler}, "
                              f"{self.dist.world_size} process(es) on {self.device.type}, "
                              f"{self.steps_per_epoch} steps per epoch"
-                             f"{', malloc keeps freed memory' if kept else ''}")
+                             f"{''.join(', ' + note for note in self.process_notes)}")
         total_images = 0
         try:
             with self._progress() as progress:

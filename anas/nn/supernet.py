@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from anas.arch import Arch, largest_arch, smallest_arch
-from anas.space import SearchSpace, hidden_width, se_width
-from anas.static import StaticNet, initialize, make_activation
+from anas.space.arch import Arch, largest_arch, smallest_arch
+from anas.space.space import SearchSpace, hidden_width, se_width
+from anas.nn.static import StaticNet, initialize, make_activation
 
 
 def _centre_offset(shape: tuple[int, ...], sizes: tuple[int, ...], strides: tuple[int, ...]) -> int:

@@ -27,7 +27,7 @@ import yaml
 
 from anas.errors import CheckpointError, SpaceError
 from anas.io import atomic_write, atomic_write_text
-from anas.space import SearchSpace, space_from_dict
+from anas.space.space import SearchSpace, space_from_dict
 
 CHECKPOINT_FORMAT = "anas-supernet-1"
 

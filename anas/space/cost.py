@@ -16,8 +16,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from anas.arch import Arch, ArchBatch
-from anas.space import SearchSpace, downsample, hidden_width, se_width
+from anas.space.arch import Arch, ArchBatch
+from anas.space.space import SearchSpace, downsample, hidden_width, se_width
 
 
 @dataclass(frozen=True)

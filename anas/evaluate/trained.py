@@ -10,15 +10,15 @@ from typing import Any
 
 import torch
 
-from anas.arch import Arch
-from anas.data import DataConfig, DataSplits, load_data
+from anas.space.arch import Arch
+from anas.train.data import DataConfig, DataSplits, load_data
 from anas.errors import CheckpointError
-from anas.evaluate import EvalResult, calibration_loader, evaluate_subnet, evaluation_loader
-from anas.run import RunDir, checkpoint_space
-from anas.space import SearchSpace
-from anas.static import StaticNet
-from anas.supernet import Supernet
-from anas.train import TrainConfig, build_config, config_from_mapping
+from anas.nn.evaluate import EvalResult, calibration_loader, evaluate_subnet, evaluation_loader
+from anas.train.rundir import RunDir, checkpoint_space
+from anas.space.space import SearchSpace
+from anas.nn.static import StaticNet
+from anas.nn.supernet import Supernet
+from anas.train.loop import TrainConfig, build_config, config_from_mapping
 
 
 @dataclass

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anas.arch import LIST_SETTINGS, ArchBatch
-from anas.cost import Costs
+from anas.space.arch import LIST_SETTINGS, ArchBatch
+from anas.space.cost import Costs
 from anas.errors import TableError
 from anas.io import atomic_write
-from anas.space import SearchSpace
+from anas.space.space import SearchSpace
 
 COST_COLUMNS = ("mflops", "params_m")
 
