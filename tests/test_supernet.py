@@ -6,7 +6,8 @@ import torch
 
 from anas.space.arch import largest_arch, sample_archs, smallest_arch
 from anas.space.space import load_space
-from anas.nn.supernet import CropPlan, Part, Supernet, crop
+from anas.nn.static import ConvBNAct, SqueezeExcite
+from anas.nn.supernet import DynamicConvBNAct, DynamicSqueezeExcite, Supernet, crop
 
 
 def _randomize(model: torch.nn.Module, seed: int = 0) -> None:
@@ -99,7 +100,7 @@ def test_smallest_subnet_gradients_touch_only_its_slice(tiny):
 def test_subnet_gradients_equal_the_static_nets(tiny, channels_last):
     """Every shared weight receives exactly the extracted network's gradient on its slice
     (kernel centre included) and zero outside it, also with channels-last weights, and also
-    when the weights change memory format after the crops were first worked out."""
+    when the weights change memory format after a first pass."""
     torch.manual_seed(2)
     supernet = Supernet(tiny)
     _randomize(supernet)
@@ -134,43 +135,28 @@ def test_subnet_gradients_equal_the_static_nets(tiny, channels_last):
     assert checked == len(list(static.parameters()))
 
 
-def test_all_crops_of_a_forward_pass_are_one_autograd_node(tiny):
-    supernet = Supernet(tiny).train()
-    supernet.set_active(smallest_arch(tiny))
-    loss = supernet(torch.randn(2, 3, 24, 24)).square().sum()
-    seen, stack, crop_nodes = set(), [loss.grad_fn], 0
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        crop_nodes += type(node).__name__ == "_CropAllBackward"
-        stack.extend(next_node for next_node, _ in node.next_functions)
-    assert crop_nodes == 1
-    grads = torch.autograd.grad(loss, list(supernet.parameters()), create_graph=True, allow_unused=True)
-    penalty = sum(g.square().sum() for g in grads if g is not None)
-    with pytest.raises(RuntimeError, match="once_differentiable"):
-        penalty.backward()  # second derivatives through the crops are refused, not silently zero
-
-
-def test_crop_plan_of_tensors_of_several_dtypes():
-    """The gradients of one dtype share a flat buffer; tensors of several dtypes get one
-    zero-filled gradient each, in their own dtype."""
-    owner = torch.nn.Module()
-    owner.a = torch.nn.Parameter(torch.randn(4, 3, 5, 5))
-    owner.b = torch.nn.Parameter(torch.randn(6, dtype=torch.float64))
-    plan = CropPlan([Part(owner, "a", (2, 3, 3, 3)), Part(owner, "b", (4,))])
-    a, b = plan.take()
-    assert torch.equal(a, owner.a[:2, :, 1:4, 1:4]) and torch.equal(b, owner.b[:4])
-    (a.sum() * 2 + b.sum() * 3).backward()
-    expected_a = torch.zeros(4, 3, 5, 5)
-    expected_a[:2, :, 1:4, 1:4] = 2
-    assert torch.equal(owner.a.grad, expected_a)
-    assert owner.b.grad.dtype == torch.float64 and owner.b.grad.tolist() == [3, 3, 3, 3, 0, 0]
+@pytest.mark.parametrize("depthwise", [False, True])
+def test_an_elastic_layer_runs_on_its_own(depthwise):
+    """A dynamic layer is an ordinary module: with its active setting it computes what a
+    static layer holding the cropped weights computes."""
+    torch.manual_seed(0)
+    layer = DynamicConvBNAct(16, 16 if depthwise else 24, 5, depthwise=depthwise)
+    _randomize(layer)
+    layer.active_in, layer.active_out, layer.active_kernel = (8, 8, 3) if depthwise else (8, 12, 5)
+    static = ConvBNAct(8, 8 if depthwise else 12, 3 if depthwise else 5, groups=8 if depthwise else 1)
+    static.load_state_dict({k: crop(v, *static.state_dict()[k].shape) for k, v in layer.state_dict().items()})
+    x = torch.randn(2, 8, 9, 9)
+    layer.eval(), static.eval()
+    assert torch.allclose(layer(x), static(x), atol=1e-6)
+    se = DynamicSqueezeExcite(16, 8)
+    se.active_channels, se.active_squeezed = 8, 4
+    static_se = SqueezeExcite(8, 4)
+    static_se.load_state_dict({k: crop(v, *static_se.state_dict()[k].shape) for k, v in se.state_dict().items()})
+    assert torch.allclose(se(x), static_se(x), atol=1e-6)
 
 
 def test_forward_reads_the_current_parameters_after_they_are_replaced(tiny):
-    """The crops worked out in set_active name modules and attributes, not tensors: after
+    """Every forward pass slices the tensors the supernet holds at that moment: after
     load_state_dict(assign=True) or a deep copy, the forward pass and its gradients use the
     parameters the supernet holds now."""
     torch.manual_seed(5)
@@ -178,7 +164,7 @@ def test_forward_reads_the_current_parameters_after_they_are_replaced(tiny):
     arch = sample_archs(tiny, 1, np.random.default_rng(2))[0]
     supernet.set_active(arch)
     x = torch.randn(2, 3, arch.resolution, arch.resolution)
-    supernet(x)  # crops and BN running-statistics views worked out for the old tensors
+    supernet(x)
     other = Supernet(tiny)
     _randomize(other, seed=3)
     supernet.load_state_dict(other.state_dict(), assign=True)

@@ -8,6 +8,7 @@ returns the same class with the shared weights copied in, and ``anas export`` sh
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from anas.space.arch import Arch
@@ -57,19 +58,31 @@ class ConvBNAct(nn.Module):
         return self.act(self.bn(self.conv(x)))
 
 
+class PooledConv(nn.Conv2d):
+    """A 1x1 convolution of globally pooled features, ``[N, C] -> [N, out]``: a matrix
+    product with the weight viewed as ``[out, in]``. (The supernet's sliced weights are
+    read in place this way, where a convolution would first copy them.)"""
+
+    def __init__(self, c_in: int, c_out: int, bias: bool):
+        super().__init__(c_in, c_out, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight.view(self.out_channels, -1), self.bias)
+
+
 class SqueezeExcite(nn.Module):
     """Squeeze-and-excitation: global pool, 1x1 conv, ReLU, 1x1 conv, hard-sigmoid gate."""
 
     def __init__(self, channels: int, squeezed: int):
         super().__init__()
-        self.reduce = nn.Conv2d(channels, squeezed, 1, bias=True)
+        self.reduce = PooledConv(channels, squeezed, bias=True)
         self.relu = nn.ReLU()
-        self.expand = nn.Conv2d(squeezed, channels, 1, bias=True)
+        self.expand = PooledConv(squeezed, channels, bias=True)
         self.gate = nn.Hardsigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = x.mean((2, 3), keepdim=True)
-        return x * self.gate(self.expand(self.relu(self.reduce(scale))))
+        scale = self.expand(self.relu(self.reduce(x.mean((2, 3)))))
+        return x * self.gate(scale)[:, :, None, None]
 
 
 class Shortcut(nn.Module):
@@ -115,14 +128,13 @@ class ClassifierHead(nn.Module):
                  dropout: float, activation: str):
         super().__init__()
         self.expand = ConvBNAct(c_in, expanded, 1, activation=activation)
-        self.mix = nn.Conv2d(expanded, width, 1, bias=False)
+        self.mix = PooledConv(expanded, width, bias=False)
         self.act = make_activation(activation)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.expand(x).mean((2, 3), keepdim=True)
-        x = self.act(self.mix(x)).flatten(1)
+        x = self.act(self.mix(self.expand(x).mean((2, 3))))
         return self.classifier(self.dropout(x))
 
 
