@@ -27,3 +27,9 @@ class DataError(AnasError):
 
 class CheckpointError(AnasError):
     """A checkpoint or run folder that is missing, corrupt or of another space."""
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception's message on one line (at most ``limit`` characters), or its type's
+    name when it has none: how a library's error is quoted in an anas error."""
+    return " ".join(str(exc).split())[:limit] or type(exc).__name__

@@ -1,13 +1,20 @@
-"""Atomic file output: everything is written to a temporary name, then renamed."""
+"""Reading and writing the files anas exchanges with users: output is written to a
+temporary name and renamed; YAML is read with ``safe_load``; JSON is written strictly
+(no NaN or Infinity)."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from anas.errors import OutputError
+import yaml
+
+from anas.errors import AnasError, OutputError
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -54,3 +61,46 @@ def _remove_empty(folders: list[Path]) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def parse_yaml(text: str, source: str, error: type[AnasError] = AnasError) -> Any:
+    """``yaml.safe_load`` of ``text``; malformed YAML is one ``error`` naming ``source`` and the line."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise error(f"{source} is not valid YAML{where}") from None
+
+
+def read_yaml(path: str | Path, what: str, error: type[AnasError] = AnasError) -> Any:
+    """The YAML file ``path`` (``what`` names it in messages: "config file")."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{what} {path} cannot be read: {exc}") from None
+    return parse_yaml(text, f"{what} {path}", error)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, infinity) replaced by None, so that it
+    is valid JSON (which has no such numbers)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def json_text(value: Any) -> str:
+    """Strict, indented JSON of ``value`` (non-finite floats as null), with a final newline."""
+    return json.dumps(json_safe(value), indent=2, allow_nan=False) + "\n"
+
+
+def atomic_write_json(path: str | Path, value: Any) -> Path:
+    return atomic_write_text(path, json_text(value))

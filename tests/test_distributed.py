@@ -15,7 +15,7 @@ from anas.train.rundir import RunDir, load_checkpoint
 from anas.evaluate.trained import load_trained_run
 
 OPTIONS = {"space": "tiny", "data": "fake", "batch_size": 8, "epochs": 1, "calib_batches": 1,
-           "prior_samples": 1000, "sampler": "bestup-k3"}
+           "prior_samples": 1000, "sampler": "recording-k3"}  # BestUp-k3 that notes its draws
 
 
 def _free_port() -> int:
@@ -29,21 +29,25 @@ def _worker(rank: int, world_size: int, port: int, folder: str) -> None:
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     from anas.train import loop as train_module
+    from anas.train.samplers import register_sampler
+    from anas.train.samplers.attentive import BestUpSampler
 
     chosen = []
-    original = train_module.Trainer.sample_subnets
 
-    def recording(self, images, labels):
-        archs = original(self, images, labels)
-        chosen.append([a.to_dict() for a in archs])
-        return archs
+    @register_sampler("recording", parameter="k")
+    class Recording(BestUpSampler):
+        """BestUp that notes every subnet it draws."""
 
-    train_module.Trainer.sample_subnets = recording
+        def sample(self, images, labels):
+            arch = super().sample(images, labels)
+            chosen.append(arch.to_dict())
+            return arch
+
     captured = {}
     original_fit_end = train_module.Trainer._end_of_epoch
 
     def capture(self, stats):
-        captured["weights"] = float(sum(p.double().sum() for p in self.model.parameters()))
+        captured["weights"] = float(sum(p.detach().double().sum() for p in self.model.parameters()))
         row = original_fit_end(self, stats)
         captured["eval"] = {name: result.to_dict() for name, result in self.last_eval[1].items()}
         return row
@@ -57,7 +61,7 @@ def _worker(rank: int, world_size: int, port: int, folder: str) -> None:
 def test_two_processes_sample_the_same_subnets_and_stay_in_sync(tmp_path):
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
-    assert len(ranks[0]["subnets"]) == 256 // (8 * 2)  # each rank sees half of every global batch
+    assert len(ranks[0]["subnets"]) == 2 * 256 // (8 * 2)  # 2 per step; each rank sees half of every batch
     assert ranks[0]["subnets"] == ranks[1]["subnets"]  # the same subnets at every step
     assert ranks[0]["weights"] == ranks[1]["weights"]  # gradients were averaged
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")

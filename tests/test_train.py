@@ -8,8 +8,10 @@ from conftest import assert_one_line_error
 from anas.errors import AnasError
 from anas.train.rundir import RunDir, load_checkpoint
 from anas.space.space import load_space
-from anas.train.loop import (Trainer, build_config, parameter_groups, resume_training, soft_cross_entropy, start_training,
-                        warmup_cosine)
+from anas.train.config import build_config
+from anas.train.loop import Trainer, resume_training, start_training
+from anas.train.recipe import parameter_groups, warmup_cosine
+from anas.train.regularizers.kd import soft_cross_entropy
 
 FAST = {"space": "tiny", "data": "fake", "batch_size": 16, "calib_batches": 2, "prior_samples": 2000, "epochs": 2}
 
@@ -146,7 +148,8 @@ def _seeded_step(trainer: Trainer, images, labels, seed: int) -> tuple[float, fl
     """One sandwich step with torch's RNG seeded, so that runs compared step by step draw
     the same drop-connect and dropout masks."""
     torch.manual_seed(seed)
-    return trainer.train_step(images, labels)
+    losses = trainer.train_step(images, labels)
+    return losses.largest, losses.others
 
 
 def test_bf16_autocast_trains_on_the_cpu(tmp_path):
@@ -190,7 +193,7 @@ def test_gradient_scaler_path_of_fp16_leaves_the_update_unchanged(tmp_path):
     power-of-two scale the weights come out exactly as without it, and a non-finite
     gradient skips the step and halves the scale."""
     plain, scaled = _trainer(tmp_path / "a"), _trainer(tmp_path / "b")
-    scaled.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    scaled.parts.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
     for step in range(2):
         images, labels = _batch(step)
         _seeded_step(plain, images, labels, step)
@@ -202,7 +205,7 @@ def test_gradient_scaler_path_of_fp16_leaves_the_update_unchanged(tmp_path):
     images[0, 0, 0, 0] = float("inf")
     scaled.train_step(images, labels)
     assert all(torch.equal(a, b) for a, b in zip(before, scaled.model.parameters()))
-    assert scaled.scaler.get_scale() == 2.0**9
+    assert scaled.parts.scaler.get_scale() == 2.0**9
 
 
 def test_fp16_needs_cuda(tmp_path):

@@ -11,14 +11,14 @@ from typing import Any
 import torch
 
 from anas.space.arch import Arch
-from anas.train.data import DataConfig, DataSplits, load_data
-from anas.errors import CheckpointError
-from anas.nn.evaluate import EvalResult, calibration_loader, evaluate_subnet, evaluation_loader
+from anas.train.data import DataConfig, DataSplits, calibration_loader, evaluation_loader, load_data
+from anas.errors import CheckpointError, one_line
+from anas.nn.evaluate import EvalResult, evaluate_subnet
 from anas.train.rundir import RunDir, checkpoint_space
 from anas.space.space import SearchSpace
 from anas.nn.static import StaticNet
 from anas.nn.supernet import Supernet
-from anas.train.loop import TrainConfig, build_config, config_from_mapping
+from anas.train.config import TrainConfig, saved_config
 
 
 @dataclass
@@ -66,14 +66,14 @@ def load_trained_run(path: str | Path, device: str | torch.device = "cpu") -> Tr
     run_dir = RunDir(path)
     state = run_dir.load_checkpoint()
     space = checkpoint_space(state, run_dir.checkpoint_path)
-    config = build_config({}, config_from_mapping(state["config"], str(run_dir.checkpoint_path)))
+    config = saved_config(state["config"], str(run_dir.checkpoint_path))
     num_classes = int(state.get("num_classes") or space.num_classes)
     supernet = Supernet(space, num_classes)
     try:
         supernet.load_state_dict(state["model"])
     except RuntimeError as exc:
-        reason = " ".join(str(exc).split())[:200]
-        raise CheckpointError(f"checkpoint {run_dir.checkpoint_path} does not match its space: {reason}") from None
+        raise CheckpointError(f"checkpoint {run_dir.checkpoint_path} does not match its space: "
+                              f"{one_line(exc)}") from None
     device = torch.device(device)
     supernet.to(device).eval()
     return TrainedRun(run_dir, space, config, supernet, num_classes, dict(state.get("data") or {}), device)

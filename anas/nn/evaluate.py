@@ -14,10 +14,8 @@ from itertools import islice
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Subset
 
 from anas.space.arch import Arch
-from anas.train.data import make_loader
 
 
 @dataclass(frozen=True)
@@ -79,20 +77,6 @@ def evaluate(net: nn.Module, batches: Iterable, device: torch.device | str = "cp
     if count == 0:
         raise ValueError("evaluation got no batches")
     return EvalResult(100.0 * correct1 / count, 100.0 * correct5 / count, loss_sum / count, int(count))
-
-
-def calibration_loader(dataset, batch_size: int, seed: int, workers: int = 0):
-    """Training batches for BN recalibration: shuffled, the same for the same seed."""
-    return make_loader(dataset, batch_size, shuffle=True, seed=seed + 1, workers=workers)
-
-
-def evaluation_loader(dataset, batch_size: int, workers: int = 0, rank: int = 0, world_size: int = 1):
-    """The whole split in order (no gradients, so twice the training batch fits); with
-    ``world_size > 1``, this rank's shard: every ``world_size``-th image from ``rank`` on, so
-    the shards cover the split exactly once."""
-    if world_size > 1:
-        dataset = Subset(dataset, range(rank, len(dataset), world_size))
-    return make_loader(dataset, batch_size * 2, shuffle=False, workers=workers)
 
 
 def at_resolution(batches: Iterable, resolution: int):

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from anas.errors import DataError
+from anas.errors import DataError, one_line
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder", "fake")
 CIFAR_STATS = {
@@ -191,7 +191,7 @@ def _open_cifar(config: DataConfig, train: bool, transform, download: bool) -> D
                         f"pass --download to fetch it") from None
     except OSError as exc:  # a failed download, an unreadable folder
         raise DataError(f"cannot read or download {config.name} in {config.data_dir}: "
-                        f"{_one_line(exc)}") from None
+                        f"{one_line(exc)}") from None
 
 
 def _load_imagefolder(config: DataConfig):
@@ -232,11 +232,7 @@ def _open_image_folder(folder: Path, transform):
     try:
         return datasets.ImageFolder(str(folder), transform=transform)
     except FileNotFoundError as exc:  # no class folders, or a class folder without images
-        raise DataError(f"no images in {folder}: {_one_line(exc)}") from None
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"no images in {folder}: {one_line(exc)}") from None
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0,
@@ -257,3 +253,17 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int =
                       sampler=sampler, generator=torch.Generator().manual_seed(generator_seed),
                       num_workers=workers, drop_last=drop_last, persistent_workers=False,
                       pin_memory=torch.cuda.is_available())
+
+
+def calibration_loader(dataset, batch_size: int, seed: int, workers: int = 0):
+    """Training batches for BN recalibration: shuffled, the same for the same seed."""
+    return make_loader(dataset, batch_size, shuffle=True, seed=seed + 1, workers=workers)
+
+
+def evaluation_loader(dataset, batch_size: int, workers: int = 0, rank: int = 0, world_size: int = 1):
+    """The whole split in order (no gradients, so twice the training batch fits); with
+    ``world_size > 1``, this rank's shard: every ``world_size``-th image from ``rank`` on, so
+    the shards cover the split exactly once."""
+    if world_size > 1:
+        dataset = Subset(dataset, range(rank, len(dataset), world_size))
+    return make_loader(dataset, batch_size * 2, shuffle=False, workers=workers)

@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import io
 import pickle
+import random
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 import yaml
 
-from anas.errors import CheckpointError, SpaceError
+from anas.errors import AnasError, CheckpointError, SpaceError, one_line
 from anas.io import atomic_write, atomic_write_text
 from anas.space.space import SearchSpace, space_from_dict
 
@@ -104,8 +107,7 @@ def safe_torch_load(path: Path, kind: str, map_location: str | torch.device = "c
         raise CheckpointError(f"{kind} {path} does not exist") from None
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile,
             io.UnsupportedOperation) as exc:
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise CheckpointError(f"{kind} {path} is corrupt or not an anas {kind}: {reason}") from None
+        raise CheckpointError(f"{kind} {path} is corrupt or not an anas {kind}: {one_line(exc)}") from None
 
 
 def checkpoint_space(state: dict[str, Any], path: str | Path) -> SearchSpace:
@@ -114,3 +116,61 @@ def checkpoint_space(state: dict[str, Any], path: str | Path) -> SearchSpace:
     except SpaceError as exc:
         raise CheckpointError(f"checkpoint {path} holds an invalid space: {exc}") from None
 
+
+
+# ----------------------------------------------------------------------------------------
+# Random state in a checkpoint (torch, CUDA, numpy's and Python's global generators)
+# ----------------------------------------------------------------------------------------
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The global random generators' states, as tensors and plain data."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": random.getstate(),
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    numpy = state["numpy"]
+    np.random.set_state((numpy["name"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"],
+                         numpy["cached"]))
+    version, internal, gauss = state["python"]  # a checkpoint stores the tuple as a list
+    random.setstate((version, tuple(internal), gauss))
+
+
+# ----------------------------------------------------------------------------------------
+# Finding the latest run
+# ----------------------------------------------------------------------------------------
+
+RUNS_ROOT = Path("runs")
+
+
+def latest_run(needed: Callable[[Path], Path | None], what: str, run_first: str,
+               root: str | Path = RUNS_ROOT) -> Path:
+    """The folder under ``root`` (``./runs``) whose needed file (``needed(folder)``, None
+    where it is missing) was written last; none is a one-line error that says what to run
+    first."""
+    root = Path(root)
+    found = [(file.stat().st_mtime, folder.name, folder) for folder in (root.iterdir() if root.is_dir() else [])
+             if folder.is_dir() and (file := needed(folder)) is not None]
+    if not found:
+        raise AnasError(f"no run folder under {root}/ holds {what}: run `{run_first}` first, or name one")
+    return max(found)[2]
+
+
+def latest_checkpointed_run(root: str | Path = RUNS_ROOT) -> Path:
+    """The run folder whose supernet checkpoint is the newest (for predict-fit and export)."""
+
+    def checkpoint(folder: Path) -> Path | None:
+        path = RunDir(folder).checkpoint_path
+        return path if path.is_file() else None
+
+    return latest_run(checkpoint, "a supernet checkpoint", "anas train", root)

@@ -1,0 +1,102 @@
+"""Plug-ins found by name: one registry per kind (samplers, estimators, predictor kinds,
+search strategies, training regularizers).
+
+A plug-in registers itself with a decorator where it is defined::
+
+    @register_sampler("uniform")
+    class UniformSampler: ...
+
+A registration may take a positive integer from the name: ``register_sampler("bestup",
+parameter="k")`` answers to ``bestup-k3`` and passes ``k=3``. The command line builds its
+help text and its error messages from the registry (``choices_text``), so adding a plug-in
+never means editing a list of names somewhere else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from anas.errors import AnasError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    name: str
+    plugin: T
+    parameter: str | None = None  # the name takes "-<parameter>N", N a positive integer
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.name}-{self.parameter}N" if self.parameter else self.name
+
+    @property
+    def summary(self) -> str:
+        """The first line of the plug-in's docstring."""
+        doc = (getattr(self.plugin, "__doc__", None) or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+    def match(self, text: str) -> dict[str, int] | None:
+        """The parameters ``text`` gives this entry, or None when it names another one."""
+        if self.parameter is None:
+            return {} if text == self.name else None
+        found = re.fullmatch(rf"{re.escape(self.name)}-{re.escape(self.parameter)}([1-9][0-9]*)", text)
+        return {self.parameter: int(found.group(1))} if found else None
+
+
+class Registry(Generic[T]):
+    """Plug-ins of one kind by name. ``kind`` names them in messages ("sampler")."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Entry[T]] = {}
+
+    def register(self, name: str, *, parameter: str | None = None) -> Callable[[T], T]:
+        """A decorator that registers the class or function it decorates under ``name``."""
+        key = name.lower()
+
+        def add(plugin: T) -> T:
+            existing = self._entries.get(key)
+            if existing is not None and existing.plugin is not plugin:
+                raise ValueError(f"a {self.kind} named {name!r} is already registered")
+            self._entries[key] = Entry(key, plugin, parameter)
+            return plugin
+
+        return add
+
+    def unregister(self, name: str) -> None:
+        self._entries.pop(name.lower(), None)
+
+    def resolve(self, text: str) -> tuple[T, dict[str, int]]:
+        """The plug-in ``text`` names and the parameters the name carries; an unknown name
+        is a one-line error that lists the known ones."""
+        wanted = str(text).strip().lower()
+        for entry in self._entries.values():
+            params = entry.match(wanted)
+            if params is not None:
+                return entry.plugin, params
+        raise AnasError(f"unknown {self.kind} {text!r}: use {self.choices_text(', ')}")
+
+    def get(self, text: str) -> T:
+        return self.resolve(text)[0]
+
+    def entries(self) -> list[Entry[T]]:
+        return list(self._entries.values())
+
+    def names(self) -> list[str]:
+        return [entry.display_name for entry in self._entries.values()]
+
+    def choices_text(self, separator: str = " | ") -> str:
+        return separator.join(self.names())
+
+    def __contains__(self, text: str) -> bool:
+        try:
+            self.resolve(text)
+        except AnasError:
+            return False
+        return True
+

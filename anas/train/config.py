@@ -1,0 +1,190 @@
+"""The configuration of a training run: every option of ``anas train``, declared once.
+
+Each field of :class:`TrainConfig` is one option: its name (``--batch-size`` for
+``batch_size``), type, default and help text live here, and the command line is built
+from them. A run's options come from the defaults, then a YAML file (``--config``, or the
+run's own ``config.yaml`` when resuming), then the flags given.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from anas.errors import AnasError
+from anas.io import read_yaml
+from anas.train.data import DATASETS
+from anas.train.estimators import ESTIMATORS, check_estimator_config
+from anas.train.regularizers import REGULARIZERS, check_regularizers
+from anas.train.samplers import SAMPLERS
+
+AMP_MODES = ("none", "bf16", "fp16")
+
+RETIRED_OPTIONS = {"keep_freed_memory"}
+"""Options that configurations written by earlier versions hold and that are no longer
+training options (``keep_freed_memory`` is a process setting of ``anas train``); reading
+such a file skips them."""
+
+
+def option(default: Any = MISSING, help: str = "", *, short: str | None = None, default_text: str | None = None,
+           default_factory: Any = MISSING, choices: Any = None) -> Any:
+    """A configuration field with what the command line shows for it: its help text, an
+    optional short flag, how its default reads when it is None (``default_text``), and
+    the registry whose names it takes (``choices``, listed in the help)."""
+    metadata = {"help": help, "short": short, "default_text": default_text, "choices": choices}
+    return field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+@dataclass
+class TrainConfig:
+    """Every option of ``anas train``. The defaults are the README's main job (the ``tiny``
+    space on the embedded digits, a short schedule) with the AttentiveNAS recipe."""
+
+    # what to train, on what
+    space: str = option("tiny", "Built-in space or YAML file.", short="-s")
+    data: str = option("digits", f"Dataset: {' | '.join(DATASETS)}.")
+    data_dir: str | None = option(None, "Folder of cifar files or of train/ and val/ (imagefolder).")
+    download: bool = option(False, "Let torchvision download CIFAR into --data-dir.")
+    holdout: float = option(0.0, "Fraction of the training split reserved for predictor data.")
+    num_classes: int | None = option(None, "Classifier size.", default_text="the dataset's")
+    workers: int = option(0, "Data-loading worker processes.")
+    # recipe (REFERENCE section 4)
+    epochs: int = option(12, "Epochs of the schedule.")
+    batch_size: int = option(64, "Images per step and process.", short="-b")
+    lr: float = option(0.1, "Learning rate per 256 images (scaled by the global batch).")
+    warmup_epochs: float = option(1.0, "Linear warm-up, then cosine to 0 per batch.")
+    momentum: float = option(0.9, "SGD momentum.")
+    nesterov: bool = option(True, "Nesterov momentum.")
+    weight_decay: float = option(1e-5, "On conv and linear weights; none on BN and biases.")
+    label_smoothing: float = option(0.1, "For the largest subnet's label loss.")
+    dropout: float | None = option(None, "Before the classifier, largest subnet only.", default_text="the space's")
+    drop_connect: float = option(0.2, "Largest drop-connect rate, largest subnet only.")
+    drop_connect_stages: int = option(2, "Drop-connect in this many last stages.")
+    grad_clip: float = option(1.0, "Clip gradients by value (0: off).")
+    num_subnets: int = option(4, "Subnets per step: largest, sampled ones, smallest.")
+    regularizer: list[str] = option(help="Loss terms of the step (repeatable).", default_factory=lambda: ["kd"],
+                                    choices=REGULARIZERS)
+    # sampling (REFERENCE section 5)
+    sampler: str = option("bestup-k3", "Which subnets a step trains.", choices=SAMPLERS)
+    estimator: str = option("loss", "Scores attentive candidates.", choices=ESTIMATORS)
+    predictor: str | None = option(None, "Predictor folder of anas predict-fit (with --estimator predictor).")
+    flops_step: float | None = option(None, "MFLOPs bin width of the FLOPs prior.", default_text="range / 70")
+    prior_samples: int = option(100_000, "Subnets sampled to build the FLOPs prior.")
+    # evaluation
+    calib_batches: int = option(8, "Training batches for BN recalibration before evaluation.")
+    eval_every: int = option(1, "Evaluate smallest and largest every N epochs (0: only at the end).")
+    # runtime
+    device: str = option("auto", "auto | cpu | cuda[:N].")
+    amp: str = option("none", f"Mixed precision: {' | '.join(AMP_MODES)} (fp16 on CUDA).")
+    channels_last: bool = option(False, "Channels-last memory format.")
+    seed: int = option(0, "Seed of weights, data order and subnet sampling.")
+    run_dir: str | None = option(None, "Run folder.", default_text="runs/<space>-<data>-<sampler>-<time>")
+    save_every: int = option(0, "Also checkpoint every N steps (0: each epoch only).")
+
+    def validate(self) -> None:
+        """Refuse bad values with a one-line error naming the option."""
+        SAMPLERS.resolve(self.sampler)
+        ESTIMATORS.resolve(self.estimator)
+        check_estimator_config(self.estimator, self)
+        check_regularizers(self.regularizer)
+        if self.data not in DATASETS:
+            raise AnasError(f"unknown dataset {self.data!r}: use one of {', '.join(DATASETS)}")
+        if self.amp not in AMP_MODES:
+            raise AnasError(f"unknown --amp {self.amp!r}: use {', '.join(AMP_MODES)}")
+        checks = [
+            (self.epochs >= 1, "--epochs must be at least 1"),
+            (self.batch_size >= 1, "--batch-size must be at least 1"),
+            (self.num_subnets >= 2, "--num-subnets must be at least 2 (the largest and the smallest)"),
+            (self.lr > 0, "--lr must be positive"),
+            (self.warmup_epochs >= 0, "--warmup-epochs must be >= 0"),
+            (self.calib_batches >= 1, "--calib-batches must be at least 1"),
+            (0 <= self.drop_connect < 1, "--drop-connect must be in [0, 1)"),
+            (self.dropout is None or 0 <= self.dropout < 1, "--dropout must be in [0, 1)"),
+            (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
+            (self.grad_clip >= 0, "--grad-clip must be >= 0"),
+            (self.save_every >= 0 and self.eval_every >= 0, "--save-every and --eval-every must be >= 0"),
+            (self.workers >= 0, "--workers must be >= 0"),
+            (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+             f"unknown --device {self.device!r}: use auto, cpu or cuda"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise AnasError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def default_run_dir(self) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        space = Path(self.space).stem if self.space.endswith((".yaml", ".yml")) else self.space
+        return Path("runs") / f"{space}-{self.data}-{self.sampler}-{stamp}"
+
+
+def config_from_mapping(data: Any, source: str) -> dict[str, Any]:
+    """Options from a YAML mapping (``--config`` or a run's ``config.yaml``); keys are the
+    option names with ``_`` or ``-``. Unknown keys are refused by name."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise AnasError(f"config {source} must be a YAML mapping of option names to values")
+    known = {f.name for f in fields(TrainConfig)}
+    out = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name in RETIRED_OPTIONS:
+            continue
+        if name not in known:
+            raise AnasError(f"config {source}: unknown option {key!r}")
+        out[name] = value
+    return out
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    return config_from_mapping(read_yaml(path, "config file"), str(path))
+
+
+def build_config(overrides: dict[str, Any], base: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then ``base`` (a config file or a run's config), then ``overrides``
+    (options left at None are not given)."""
+    values = {**(base or {}), **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        config = TrainConfig(**values)
+    except TypeError as exc:
+        raise AnasError(f"bad training option: {exc}") from None
+    _check_types(config)
+    config.validate()
+    return config
+
+
+def saved_config(data: Any, source: str) -> TrainConfig:
+    """The configuration a run was trained with (its checkpoint's): read as it is, since
+    it was validated when the run started; plug-ins it names need not be registered in
+    this process (a run trained with a third-party sampler still loads for evaluation)."""
+    try:
+        config = TrainConfig(**config_from_mapping(data, source))
+    except TypeError as exc:
+        raise AnasError(f"{source}: bad training option: {exc}") from None
+    _check_types(config)
+    return config
+
+
+def _check_types(config: TrainConfig) -> None:
+    """Values from YAML files are whatever the file says: check them against the fields'
+    defaults (an int is accepted for a float; a single name for a list of names)."""
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        value, default = getattr(config, f.name), getattr(defaults, f.name)
+        if value is None or default is None:
+            continue
+        expected = type(default)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            setattr(config, f.name, float(value))
+        elif expected is list:
+            names = [value] if isinstance(value, str) else value
+            if not isinstance(names, list) or not all(isinstance(v, str) for v in names):
+                raise AnasError(f"option {f.name} must be a name or a list of names, got {value!r}")
+            setattr(config, f.name, names)
+        elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise AnasError(f"option {f.name} must be of type {expected.__name__}, got {value!r}")

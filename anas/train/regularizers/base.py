@@ -1,0 +1,90 @@
+"""The regularizer protocol: loss terms and hooks around a sandwich step.
+
+A regularizer is a class registered with :func:`register_regularizer`, built once per run
+as ``cls(context)``; ``--regularizer NAME`` (repeatable; default ``kd``) chooses the ones
+a run uses. In each step it sees the step's :class:`StepState` before anything runs
+(``before_step``), adds a loss term to the subnets of the ``roles`` it names (``loss``:
+``largest``, ``middle`` or ``smallest``), and sees the step again after the optimizer
+update (``after_step``): an EMA teacher updates there. Its ``state_dict`` goes into the
+checkpoint. The largest subnet always learns from the labels; every other subnet learns
+only from the regularizers' terms, so the configured ones must cover ``middle`` and
+``smallest`` (in-place distillation, ``kd``, does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from anas.errors import AnasError
+from anas.nn.supernet import Supernet
+from anas.registry import Registry
+from anas.space.arch import Arch
+from anas.space.space import SearchSpace
+
+if TYPE_CHECKING:
+    from anas.train.config import TrainConfig
+
+ROLES = ("largest", "middle", "smallest")
+
+
+@dataclass
+class RegularizerContext:
+    space: SearchSpace
+    config: TrainConfig
+    supernet: Supernet
+
+
+@dataclass
+class StepState:
+    """What a sandwich step knows while it runs."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    middle: list[Arch]  # the sampled subnets of this step
+    index: int  # global step number (0 for the first)
+    teacher_logits: torch.Tensor | None = None  # the largest subnet's, detached, once it ran
+    notes: dict[str, Any] = field(default_factory=dict)  # for regularizers to pass things along
+
+
+class Regularizer:
+    """Base class: every hook does nothing, so a plug-in overrides only what it needs."""
+
+    roles: tuple[str, ...] = ()
+
+    def before_step(self, step: StepState) -> None:
+        pass
+
+    def loss(self, step: StepState, role: str, arch: Arch, logits: torch.Tensor) -> torch.Tensor:
+        """The term added to the loss of a subnet of ``role`` (one of ``roles``)."""
+        raise NotImplementedError
+
+    def after_step(self, step: StepState) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+REGULARIZERS: Registry[Callable[[RegularizerContext], Regularizer]] = Registry("regularizer")
+register_regularizer = REGULARIZERS.register
+
+
+def check_regularizers(names: list[str]) -> None:
+    """Every name is registered, and together they give the sampled and the smallest
+    subnets a loss."""
+    covered = {role for name in names for role in REGULARIZERS.get(name).roles}
+    missing = [role for role in ("middle", "smallest") if role not in covered]
+    if missing:
+        raise AnasError(f"--regularizer {' '.join(names) or '(none)'}: nothing trains the {' and '.join(missing)} "
+                        f"subnet(s); add kd (in-place distillation)")
+
+
+def build_regularizers(names: list[str], context: RegularizerContext) -> list[Regularizer]:
+    return [REGULARIZERS.get(name)(context) for name in names]

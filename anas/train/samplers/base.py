@@ -1,0 +1,59 @@
+"""The sampler protocol: which subnets a sandwich step trains between the largest and the
+smallest.
+
+A sampler is a class registered with :func:`register_sampler`. It is built once per run
+as ``cls(context, **params)`` (``params`` from a parametrized name such as ``bestup-k3``)
+and then asked for one subnet per middle slot of every step. Its ``state_dict`` goes into
+the checkpoint, so a resumed run draws the same subnets as an uninterrupted one. Under
+``torchrun`` every rank builds the same sampler with the same seed and must draw the same
+subnets (scores that depend on a rank's data are averaged, see the estimators).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+
+from anas.registry import Registry
+from anas.space.arch import Arch
+from anas.space.space import SearchSpace
+
+if TYPE_CHECKING:
+    from anas.train.config import TrainConfig
+    from anas.train.estimators.base import Estimator
+
+
+@dataclass
+class SamplerContext:
+    """What a sampler may use: the space, the run's configuration and seed, and a way to
+    build the configured estimator (only samplers that score candidates call it)."""
+
+    space: SearchSpace
+    config: TrainConfig
+    num_classes: int
+    make_estimator: Callable[[], Estimator]
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+
+class Sampler(Protocol):
+    def sample(self, images: torch.Tensor, labels: torch.Tensor) -> Arch:
+        """One subnet for this step (``images`` and ``labels`` are the step's batch)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+SAMPLERS: Registry[Callable[..., Sampler]] = Registry("sampler")
+register_sampler = SAMPLERS.register
+
+
+def build_sampler(name: str, context: SamplerContext) -> Sampler:
+    cls, params = SAMPLERS.resolve(name)
+    return cls(context, **params)

@@ -1,0 +1,105 @@
+"""One training step of the sandwich rule, read top to bottom.
+
+The largest subnet learns from the labels (label smoothing, dropout, drop-connect); the
+sampled subnets and then the smallest learn from the regularizers' terms (by default
+in-place distillation from the largest's detached logits). Gradients accumulate over the
+subnets, are averaged over ranks, clipped by value, and one optimizer step is taken.
+Bookkeeping (metrics, checkpoints, progress) lives in :mod:`anas.train.loop`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from anas.nn.supernet import Supernet
+from anas.space.arch import Arch
+from anas.train.distributed import DistContext, all_reduce_gradients
+from anas.train.regularizers import Regularizer, StepState
+from anas.train.samplers import Sampler
+
+
+@dataclass
+class SandwichParts:
+    """Everything a step uses; the loop builds it once per run."""
+
+    model: Supernet
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    autocast: Callable[[], AbstractContextManager]
+    sampler: Sampler
+    regularizers: list[Regularizer]
+    dist: DistContext
+    largest: Arch
+    smallest: Arch
+    num_middle: int  # sampled subnets per step
+    dropout: float  # largest subnet only
+    drop_connect: float  # largest subnet only
+    drop_connect_stages: int
+    label_smoothing: float
+    grad_clip: float  # by value; 0: off
+
+
+@dataclass(frozen=True)
+class StepLosses:
+    largest: float  # the largest subnet's label loss
+    others: float  # mean loss of the sampled and the smallest subnets
+
+
+def sandwich_step(parts: SandwichParts, images: torch.Tensor, labels: torch.Tensor, index: int) -> StepLosses:
+    model, scaler = parts.model, parts.scaler
+    model.train()
+
+    # which subnets: the sampler may score candidates on this batch
+    middle = [parts.sampler.sample(images, labels) for _ in range(parts.num_middle)]
+    step = StepState(images, labels, middle, index)
+    for regularizer in parts.regularizers:
+        regularizer.before_step(step)
+    parts.optimizer.zero_grad(set_to_none=True)
+
+    # the largest subnet learns from the labels
+    model.set_active(parts.largest, dropout=parts.dropout, drop_connect=parts.drop_connect,
+                     drop_connect_stages=parts.drop_connect_stages)
+    with parts.autocast():
+        logits = model(images)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=parts.label_smoothing)
+        loss = add_terms(loss, parts.regularizers, step, "largest", parts.largest, logits)
+    scaler.scale(loss).backward()
+    step.teacher_logits = logits.detach()
+
+    # the sampled subnets, then the smallest, learn from the regularizers' terms
+    others = 0.0
+    for role, arch in [*(("middle", arch) for arch in middle), ("smallest", parts.smallest)]:
+        model.set_active(arch)
+        with parts.autocast():
+            sub_loss = add_terms(None, parts.regularizers, step, role, arch, model(images))
+        scaler.scale(sub_loss).backward()
+        others += float(sub_loss.detach())
+
+    # average over ranks, clip, one optimizer step
+    params = [p for group in parts.optimizer.param_groups for p in group["params"]]
+    all_reduce_gradients(params, parts.dist)
+    scaler.unscale_(parts.optimizer)
+    if parts.grad_clip > 0:
+        torch.nn.utils.clip_grad_value_(params, parts.grad_clip)
+    scaler.step(parts.optimizer)
+    scaler.update()
+    parts.scheduler.step()
+    for regularizer in parts.regularizers:
+        regularizer.after_step(step)
+    return StepLosses(float(loss.detach()), others / (len(middle) + 1))
+
+
+def add_terms(loss: torch.Tensor | None, regularizers: list[Regularizer], step: StepState, role: str, arch: Arch,
+              logits: torch.Tensor) -> torch.Tensor:
+    """``loss`` plus the terms of the regularizers that act on subnets of ``role``."""
+    for regularizer in regularizers:
+        if role in regularizer.roles:
+            term = regularizer.loss(step, role, arch, logits)
+            loss = term if loss is None else loss + term
+    return loss
