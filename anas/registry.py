@@ -68,6 +68,13 @@ class Registry(Generic[T]):
 
         return add
 
+    def name_of(self, plugin: T) -> str:
+        """The name ``plugin`` is registered under."""
+        for entry in self._entries.values():
+            if entry.plugin is plugin:
+                return entry.name
+        raise ValueError(f"{plugin!r} is not a registered {self.kind}")
+
     def unregister(self, name: str) -> None:
         self._entries.pop(name.lower(), None)
 

@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from anas.space.arch import sample_archs
-from anas.predict.predictor import Predictor
-from anas.search.search import STRATEGIES, Band, SearchProblem, search
+from anas.predict.kinds.lightgbm import LightGBMPredictor
+from anas.search.problem import Band, SearchProblem
+from anas.search.runner import search
+from anas.search.strategies import STRATEGIES
 from anas.space.space import load_space
 from anas.predict.synthetic import synthetic_acc1
 
@@ -42,12 +44,12 @@ def main() -> None:
     space = load_space("attentive-nas")
     rng = np.random.default_rng(0)
     pool = sample_archs(space, 1500, rng)
-    predictor = Predictor.fit(space, pool, synthetic_acc1(space, pool, rng))
+    predictor = LightGBMPredictor.fit(space, pool, synthetic_acc1(space, pool, rng))
     runs = []
     print(f"{'band':>9} {'budget':>6} {'strategy':>9}  best predicted top-1 (mean of {len(seeds)} seeds)  calls  seconds")
     for band in bands:
         for budget in budgets:
-            for strategy in STRATEGIES:
+            for strategy in STRATEGIES.names():
                 rows = []
                 for seed in seeds:
                     result = search(SearchProblem(space, predictor, Band(*band)), strategy, budget, seed)
@@ -64,8 +66,8 @@ def main() -> None:
     published = [r for r in runs if r["budget"] == 5632]
     summary = {s: {"mean_seconds_at_5632": round(statistics.mean(r["seconds"] for r in published if r["strategy"] == s), 3),
                    "max_seconds_at_5632": round(max(r["seconds"] for r in published if r["strategy"] == s), 3)}
-               for s in STRATEGIES}
-    wins = {s: 0 for s in STRATEGIES}
+               for s in STRATEGIES.names()}
+    wins = {s: 0 for s in STRATEGIES.names()}
     for band in bands:
         for budget in budgets:
             for seed in seeds:

@@ -87,7 +87,7 @@ def test_bad_inputs_are_one_line_errors(run_cli, tmp_path):
         (["profile", "--space", "tiny", "--sample", "5"], ["--sample needs --out"]),
         (["profile", "--space", "tiny", "--sample", "0", "--out", tmp_path / "x.csv"], ["--sample"]),
         (["profile", "--no-such-flag"], ["No such option"]),
-        (["profile", "--arch", "min", "--latency", "--device", "tpu"], ["unknown device 'tpu'"]),
+        (["profile", "--arch", "min", "--latency", "--device", "tpu"], ["unknown --device 'tpu'"]),
     ]
     for args, fragments in cases:
         assert_one_line_error(run_cli(*args), *fragments)

@@ -11,11 +11,13 @@ import pytest
 import torch
 from conftest import assert_one_line_error
 
-import anas.export.export as export_module
+import anas.export.subnet as export_module
 from anas.space.arch import parse_arch
 from anas.cli import main
 from anas.errors import CheckpointError
-from anas.export.export import EXPORT_BATCH, load_subnet, prepare_subnet, validation_images
+from anas.export.io import EXPORT_BATCH
+from anas.export.pt import load_subnet
+from anas.export.subnet import prepare_subnet, validation_images
 from anas.space.space import space_from_dict
 from anas.train.loop import start_training
 from anas.evaluate.trained import load_trained_run
@@ -199,7 +201,7 @@ def test_unwritable_out_is_refused(run_cli, run_dir, tmp_path):
     (["--to", "onnx", "--opset", "13"], "--opset 13 is not supported"),
     (["--to", "pt", "--opset", "18"], "--opset goes with --to onnx"),
     (["--to", "pt", "--no-calibrate", "--calib-batches", "3"], "exclude each other"),
-    (["--to", "pt", "--device", "tpu"], "is not cpu or cuda"),
+    (["--to", "pt", "--device", "tpu"], "unknown --device 'tpu'"),
 ])
 def test_bad_options_are_refused_before_any_work(run_cli, tmp_path, args, message):
     # The run does not even exist: options are checked first.

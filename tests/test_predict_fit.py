@@ -82,7 +82,8 @@ def test_train_with_the_predictor_estimator(run_cli, tiny, tmp_path):
     assert result.code == 0, result.stderr
 
 
-def test_bad_inputs(run_cli, tiny, tmp_path):
+def test_bad_inputs(run_cli, tiny, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./runs here
     frame = _records_file(tiny, tmp_path / "ok.csv", 40)
     frame.drop(columns=["acc1"]).to_csv(tmp_path / "noacc.csv", index=False)
     frame.drop(columns=["depth_1"]).to_csv(tmp_path / "nodepth.csv", index=False)
@@ -106,7 +107,9 @@ def test_bad_inputs(run_cli, tiny, tmp_path):
         (["--records", tmp_path / "ok.csv"], ["needs --space"]),
         (["--records", tmp_path / "absent.csv", "--space", "tiny"], ["does not exist"]),
         (["--run", tmp_path / "empty_run"], ["has no checkpoint"]),
-        ([], ["give either --run"]),
+        ([], ["no run folder under runs/ holds a supernet checkpoint: run `anas train` first"]),
+        (["--run", tmp_path / "empty_run", "--records", tmp_path / "ok.csv"], ["not both"]),
+        (["--records", tmp_path / "ok.csv", "--space", "tiny", "--kind", "oracle"], ["unknown predictor kind 'oracle'"]),
         (["--run", tmp_path / "empty_run", "--samples", "4"], ["has no checkpoint"]),
     ]
     for args, fragments in cases:

@@ -6,9 +6,13 @@ import pytest
 from anas.space.arch import ArchBatch, largest_arch, sample_archs, smallest_arch
 from anas.space.cost import batch_costs
 from anas.errors import AnasError, TableError
-from anas.predict.predictor import (Predictor, PredictorConfig, PredictorError, PredictorEstimator, feature_matrix,
-                            feature_names, rank_metrics, split_indices)
-from anas.evaluate.records import read_records, spread_sample
+from anas.predict.features import feature_matrix, feature_names
+from anas.predict.folder import load_predictor, save_predictor
+from anas.predict.kinds import PredictorConfig, PredictorError
+from anas.predict.kinds.lightgbm import LightGBMPredictor as Predictor
+from anas.predict.metrics import rank_metrics, split_indices
+from anas.predict.records import read_records
+from anas.space.sampling import spread_sample
 from anas.space.table import archs_to_frame, write_table
 
 
@@ -39,32 +43,35 @@ def test_fit_save_load_round_trip(tiny, tmp_path):
     predictor = Predictor.fit(tiny, batch, acc, PredictorConfig(n_estimators=200))
     test, test_acc = _synthetic(tiny, 100, seed=1)
     assert rank_metrics(test_acc, predictor.predict(test))["kendall_tau"] > 0.6
-    predictor.save(tmp_path, {"kendall_tau": 0.5})
-    loaded = Predictor.load(tmp_path)
+    save_predictor(predictor, tmp_path, {"kendall_tau": 0.5})
+    loaded = load_predictor(tmp_path)
+    assert isinstance(loaded, Predictor)
     assert np.allclose(loaded.predict(test), predictor.predict(test))
     meta = json.loads((tmp_path / "predictor.json").read_text())
-    assert meta["space_name"] == "tiny" and meta["features"] == feature_names(tiny)
+    assert meta["kind"] == "lightgbm" and meta["space_name"] == "tiny" and meta["features"] == feature_names(tiny)
     assert set(meta["versions"]) >= {"lightgbm", "anas", "scipy"} and meta["n_train"] == 300
-    estimator = PredictorEstimator(loaded)
     archs = list(test)[:7]
-    assert np.allclose(estimator.score(archs), loaded.predict(ArchBatch.from_archs(archs)))
+    assert np.allclose(loaded.predict_archs(archs), loaded.predict(ArchBatch.from_archs(archs)))
 
 
 def test_predictor_folder_errors(tiny, attentive, tmp_path):
     with pytest.raises(PredictorError, match="does not exist"):
-        Predictor.load(tmp_path / "nope")
-    with pytest.raises(PredictorError, match="has no predictor.txt"):
-        Predictor.load(tmp_path)
+        load_predictor(tmp_path / "nope")
+    with pytest.raises(PredictorError, match="has no predictor.json"):
+        load_predictor(tmp_path)
     batch, acc = _synthetic(tiny, 60)
-    Predictor.fit(tiny, batch, acc, PredictorConfig(n_estimators=20)).save(tmp_path)
+    save_predictor(Predictor.fit(tiny, batch, acc, PredictorConfig(n_estimators=20)), tmp_path)
     with pytest.raises(PredictorError, match="fitted on space tiny, but the run is of space attentive-nas"):
-        Predictor.load(tmp_path).check_space(attentive, "the run")
+        load_predictor(tmp_path).check_space(attentive, "the run")
     (tmp_path / "predictor.txt").write_text("garbage")
     with pytest.raises(PredictorError, match="not a LightGBM text model"):
-        Predictor.load(tmp_path)
+        load_predictor(tmp_path)
+    (tmp_path / "predictor.txt").unlink()
+    with pytest.raises(PredictorError, match="has no predictor.txt"):
+        load_predictor(tmp_path)
     (tmp_path / "predictor.json").write_text("{not json")
     with pytest.raises(PredictorError, match="not valid JSON"):
-        Predictor.load(tmp_path)
+        load_predictor(tmp_path)
 
 
 def test_split_needs_records_on_both_sides():

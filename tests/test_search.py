@@ -9,8 +9,12 @@ from conftest import assert_one_line_error
 from anas.space.arch import ArchBatch, parse_arch, sample_archs
 from anas.space.cost import batch_costs, index_costs
 from anas.errors import AnasError
-from anas.predict.predictor import Predictor, PredictorConfig
-from anas.search.search import Band, Genome, SearchProblem, parse_band, pareto_mask, search
+from anas.predict.folder import save_predictor
+from anas.predict.kinds import PredictorConfig
+from anas.predict.kinds.lightgbm import LightGBMPredictor as Predictor
+from anas.search.outputs import pareto_mask
+from anas.search.problem import Band, Genome, SearchProblem, parse_band
+from anas.search.runner import search
 from anas.predict.synthetic import synthetic_acc1
 from anas.space.table import setting_columns
 
@@ -24,7 +28,7 @@ def attentive_predictor(tmp_path_factory):
     pool = sample_archs(space, 1000, rng)
     predictor = Predictor.fit(space, pool, synthetic_acc1(space, pool, rng), PredictorConfig(n_estimators=400))
     folder = tmp_path_factory.mktemp("predictor")
-    predictor.save(folder)
+    save_predictor(predictor, folder)
     return predictor, folder
 
 
@@ -108,8 +112,8 @@ def test_cli_end_to_end_with_latency_and_outputs(run_cli, tmp_path):
     tiny = load_space("tiny")
     rng = np.random.default_rng(0)
     pool = sample_archs(tiny, 300, rng)
-    Predictor.fit(tiny, pool, batch_costs(tiny, pool).mflops * 10 + rng.normal(0, 0.5, 300),
-                  PredictorConfig(n_estimators=100)).save(tmp_path / "p")
+    save_predictor(Predictor.fit(tiny, pool, batch_costs(tiny, pool).mflops * 10 + rng.normal(0, 0.5, 300),
+                                 PredictorConfig(n_estimators=100)), tmp_path / "p")
     result = run_cli("search", "--flops", "1-2", "--predictor", tmp_path / "p", "--latency", "0-1000",
                      "--latency-runs", "2", "--budget", "60", "--strategy", "evolution", "--out", tmp_path / "s", "--json")
     assert result.code == 0, result.stderr
@@ -123,16 +127,19 @@ def test_cli_end_to_end_with_latency_and_outputs(run_cli, tmp_path):
     assert profiled["mflops"] == pytest.approx(best["mflops"])
 
 
-def test_cli_bad_inputs(run_cli, attentive_predictor, tmp_path):
+def test_cli_bad_inputs(run_cli, attentive_predictor, tmp_path, monkeypatch):
     _, folder = attentive_predictor
     (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path)  # no ./runs here
     cases = [
         (["--flops", "400", "--predictor", folder], ["not a band"]),
         (["--flops", "600-400", "--predictor", folder], ["above HI"]),
         (["--flops", "50-100", "--predictor", folder], ["its subnets span 203.4-1939.3"]),
         (["--flops", "400-600", "--predictor", tmp_path / "missing"], ["does not exist"]),
-        (["--flops", "400-600", "--predictor", tmp_path / "empty"], ["has no predictor.txt"]),
-        (["--flops", "400-600", "--predictor", folder, "--verify", "3"], ["--verify needs --run"]),
+        (["--flops", "400-600", "--predictor", tmp_path / "empty"], ["has no predictor.json"]),
+        (["--flops", "400-600", "--predictor", folder, "--verify", "3"], ["holds a supernet checkpoint: run `anas train` first"]),
+        (["--flops", "400-600"], ["no run folder under runs/ holds a predictor: run `anas predict-fit` first"]),
+        (["--flops", "400-600", "--predictor", folder, "--calib-batches", "-1", "--verify", "1"], ["--calib-batches"]),
         (["--flops", "400-600", "--predictor", folder, "--strategy", "annealing"], ["unknown strategy"]),
         (["--flops", "400-600", "--predictor", folder, "--run", tmp_path / "empty"], ["has no checkpoint"]),
     ]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import json
+import os
 from typing import Any
 
 from rich.console import Console
+
+from anas.io import json_text
 
 # Human-readable results on stdout; progress and status on stderr so `--json` stays clean.
 out = Console()
@@ -13,4 +15,10 @@ err = Console(stderr=True)
 
 
 def print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2))
+    """Strict JSON on stdout (non-finite numbers as null)."""
+    print(json_text(data), end="")
+
+
+def is_main_process() -> bool:
+    """False on the ranks other than 0 of a ``torchrun`` job (which report nothing)."""
+    return os.environ.get("RANK", "0") == "0"

@@ -12,13 +12,14 @@ from rich.table import Table
 from anas.cli import app
 from anas.cli.common import err, out, print_json
 from anas.errors import AnasError
-from anas.export.export import DEFAULT_OPSET, FORMATS, ExportConfig, ExportResult, export_subnet
+from anas.export.onnx import DEFAULT_OPSET
+from anas.export.subnet import FORMATS, ExportConfig, ExportResult, export_subnet
 
 
 @app.command()
 def export(
-    run: Path = typer.Option(..., "--run", "-r", help="Run folder written by anas train."),
-    arch: str = typer.Option(..., "--arch", "-a", help="Subnet: JSON file (e.g. a search's best.json), JSON string, min, max, random, or a model name."),
+    run: Optional[Path] = typer.Option(None, "--run", "-r", help="Run folder written by anas train (default: the latest under ./runs with a checkpoint)."),
+    arch: Optional[str] = typer.Option(None, "--arch", "-a", help="Subnet: JSON file (e.g. a search's best.json), JSON string, min, max, random, or a model name (default: the run's latest search-*/best.json, else max)."),
     to: str = typer.Option(..., "--to", "-t", help=f"Format: {' | '.join(FORMATS)}."),
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: RUN/exports/<name>.onnx|ts|pt)."),
     calib_batches: Optional[int] = typer.Option(None, "--calib-batches", min=1, help="Training batches for BN recalibration (default: the run's calib_batches)."),
@@ -39,9 +40,13 @@ def export(
     if json_output:
         result = export_subnet(run, arch, fmt, out_path, config)
     else:
-        with err.status(f"exporting {arch} to {fmt}..."):
+        with err.status(f"exporting {arch or 'the latest search result'} to {fmt}..."):
             result = export_subnet(run, arch, fmt, out_path, config)
-    _report(result, arch, json_output)
+        if "run" in result.chosen:
+            err.print(f"run: {result.run} (the latest under ./runs with a checkpoint)")
+        if "arch" in result.chosen:
+            err.print(f"arch: {result.arch_spec} (the run's latest search result, else its largest subnet)")
+    _report(result, result.arch_spec, json_output)
     if not result.ok:
         check = result.verification
         print(f"anas: error: the {fmt} export differs from the PyTorch subnet by {check.max_abs_diff:.3g} "

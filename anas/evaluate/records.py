@@ -1,9 +1,8 @@
-"""Evaluation records: subnets of a trained supernet with their measured accuracy.
+"""Records of a trained run: its subnets evaluated (BN recalibrated) into ``RUN_DIR/records.csv``.
 
-``RUN_DIR/records.csv`` is the table format (settings, ``mflops``, ``params_m``) plus
-``acc1``, ``acc5`` and ``loss``. It grows as subnets are evaluated and is rewritten
-atomically after each one, so an interrupted ``anas predict-fit`` loses nothing and a rerun
-skips what is already there.
+The file grows as subnets are evaluated and is rewritten atomically after each one, so an
+interrupted ``anas predict-fit`` loses nothing and a rerun skips what is already there.
+Under ``torchrun`` the ranks evaluate disjoint subnets and rank 0 writes.
 """
 
 from __future__ import annotations
@@ -11,98 +10,61 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from anas.space.arch import Arch, ArchBatch, concat_batches, largest_arch, sample_archs, sample_archs_by_size, smallest_arch
-from anas.space.cost import batch_costs
-from anas.errors import TableError
+from anas.errors import AnasError
+from anas.evaluate.trained import TrainedRun
+from anas.progress import progress_bars
+from anas.predict.records import known_settings, read_records, record_frame, settings_key
+from anas.space.arch import Arch
+from anas.space.sampling import spread_sample
 from anas.space.space import SearchSpace
-from anas.space.table import archs_to_frame, frame_to_archs, read_table, setting_columns, write_table
+from anas.space.table import write_table
+from anas.train import distributed
 
-RESULT_COLUMNS = ("acc1", "acc5", "loss")
-
-
-def spread_sample(space: SearchSpace, n: int, seed: int = 0, num_classes: int | None = None) -> list[Arch]:
-    """``n`` distinct subnets spread evenly over the space's whole MFLOPs range: the smallest,
-    the largest, then for MFLOPs targets that fill the range ever more finely (a van der
-    Corput sequence), the nearest unused subnet of a seeded pool of uniform and size-spread
-    samples. The first ``n`` of a larger request are the same subnets (up to 4,000), so
-    asking for more later only adds subnets."""
-    small, large = smallest_arch(space), largest_arch(space)
-    if n <= 2:
-        return [small, large][:n]
-    rng = np.random.default_rng(seed)
-    pool_size = max(20_000, 5 * n)
-    pool = concat_batches([sample_archs(space, pool_size, rng), sample_archs_by_size(space, pool_size, rng)])
-    mflops = batch_costs(space, pool, num_classes).mflops
-    low, high = batch_costs(space, ArchBatch.from_archs([small, large]), num_classes).mflops
-    chosen: list[Arch] = [small, large]
-    seen = {small, large}
-    order = np.argsort(mflops, kind="stable")
-    sorted_mflops = mflops[order]
-    i = 0
-    while len(chosen) < n:
-        i += 1
-        target = low + (high - low) * _van_der_corput(i)
-        for offset in _outward(int(np.searchsorted(sorted_mflops, target)), len(order)):
-            arch = pool[int(order[offset])]
-            if arch not in seen:
-                seen.add(arch)
-                chosen.append(arch)
-                break
-    return chosen
+RECORDS_FILE = "records.csv"
 
 
-def _van_der_corput(i: int) -> float:
-    """The i-th point of the base-2 van der Corput sequence: 0.5, 0.25, 0.75, 0.125, ..."""
-    value, denominator = 0.0, 1.0
-    while i:
-        denominator *= 2
-        i, bit = divmod(i, 2)
-        value += bit / denominator
-    return value
+def collect_records(run: TrainedRun, samples: int, calib_batches: int | None = None, split: str = "auto",
+                    seed: int = 0, progress: bool = False) -> tuple[Path, pd.DataFrame | None, int]:
+    """Evaluate ``samples`` subnets spread over the MFLOPs range into ``RUN/records.csv``;
+    subnets already there are skipped. Returns the path, the whole table (None on ranks
+    other than 0) and how many subnets were evaluated now."""
+    if samples < 2:
+        raise AnasError("--samples must be at least 2 (the smallest and the largest subnet)")
+    if calib_batches is not None and calib_batches < 1:
+        raise AnasError(f"--calib-batches must be at least 1, got {calib_batches}")
+    split = resolve_split(run, split)
+    ctx = distributed.init_distributed(run.device.type)
+    try:
+        path = run.run_dir.path / RECORDS_FILE
+        existing = read_records(path, run.space, run.num_classes) if path.exists() else None
+        done = known_settings(existing, run.space) if existing is not None else set()
+        todo = [a for a in spread_sample(run.space, samples, seed, run.num_classes) if settings_key(a) not in done]
+
+        def evaluate_chunk(chunk: list[Arch]) -> list[dict]:
+            mine = chunk[ctx.rank] if ctx.rank < len(chunk) else None
+            result = run.evaluate(mine, calib_batches, split).to_dict() if mine is not None else None
+            return [r for r in distributed.gather_objects(result, ctx) if r is not None]
+
+        with progress_bars(progress and ctx.is_main) as bars:
+            bar = bars.add("evaluating subnets", len(todo))
+            table = evaluate_into_records(path, run.space, todo, evaluate_chunk, existing, chunk_size=ctx.world_size,
+                                          num_classes=run.num_classes, write=ctx.is_main, on_done=bar.advance)
+        if not ctx.is_main:
+            table = None  # rank 0 holds and writes the records
+    finally:
+        distributed.shutdown(ctx)
+    return path, table, len(todo)
 
 
-def _outward(start: int, size: int):
-    """Indices start, start-1, start+1, start-2, ... within [0, size)."""
-    for step in range(size):
-        for index in (start - step, start + step) if step else (start,):
-            if 0 <= index < size:
-                yield index
-
-
-def read_records(path: str | Path, space: SearchSpace, num_classes: int | None = None) -> pd.DataFrame:
-    """A records table with ``acc1``, checked cell by cell; its cost columns are recomputed."""
-    frame = read_table(path)
-    batch = frame_to_archs(space, frame, str(path))
-    if "acc1" not in frame.columns:
-        raise TableError(f"{path}: missing column acc1 (the measured top-1 accuracy)")
-    acc1 = pd.to_numeric(frame["acc1"], errors="coerce")
-    if acc1.isna().any():
-        row = int(np.argmax(acc1.isna().to_numpy()))
-        raise TableError(f"{path}: line {row + 2}, column acc1: {frame['acc1'].iloc[row]!r} is not a number")
-    frame["acc1"] = acc1
-    costs = batch_costs(space, batch, num_classes)
-    frame["mflops"], frame["params_m"] = costs.mflops, costs.params_m
-    return frame
-
-
-def record_frame(space: SearchSpace, archs: list[Arch], results: list[dict], num_classes: int | None = None) -> pd.DataFrame:
-    batch = ArchBatch.from_archs(archs)
-    frame = archs_to_frame(space, batch, batch_costs(space, batch, num_classes))
-    for column in RESULT_COLUMNS:
-        frame[column] = [r[column] for r in results]
-    return frame
-
-
-def settings_key(arch: Arch) -> tuple[float, ...]:
-    """The settings of a subnet in table column order, for matching rows to subnets."""
-    return tuple(float(v) for v in (arch.resolution, *arch.width, *arch.depth, *arch.kernel_size, *arch.expand_ratio))
-
-
-def known_settings(frame: pd.DataFrame, space: SearchSpace) -> set[tuple[float, ...]]:
-    return {tuple(float(v) for v in row) for row in frame[setting_columns(space)].to_numpy()}
+def resolve_split(run: TrainedRun, split: str) -> str:
+    """``auto`` is the run's holdout when it has one, else its validation split."""
+    if split == "auto":
+        return "holdout" if run.config.holdout > 0 else "val"
+    if split not in ("holdout", "val"):
+        raise AnasError(f"unknown --split {split!r}: use auto, holdout or val")
+    return split
 
 
 def evaluate_into_records(path: str | Path, space: SearchSpace, todo: list[Arch],

@@ -9,7 +9,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from anas.device import resolve_device
 from anas.errors import AnasError
+from anas.nn.static import StaticNet
+from anas.space.arch import Arch
+from anas.space.space import SearchSpace
 
 
 @dataclass(frozen=True)
@@ -18,17 +22,6 @@ class LatencyConfig:
     batch_size: int = 1
     warmup: int = 10
     runs: int = 50
-
-
-def resolve_device(name: str) -> torch.device:
-    """``cpu`` or ``cuda`` (optionally ``cuda:N``); CUDA must be present."""
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise AnasError(f"device {name}: CUDA is not available on this machine")
-        return torch.device(name)
-    raise AnasError(f"unknown device {name!r}: use cpu or cuda")
 
 
 def measure_latency(model: nn.Module, resolution: int, config: LatencyConfig, in_channels: int = 3) -> float:
@@ -50,3 +43,17 @@ def measure_latency(model: nn.Module, resolution: int, config: LatencyConfig, in
             synchronize()
             times.append(time.perf_counter() - start)
     return statistics.median(times) * 1000.0
+
+
+class LatencyCache:
+    """Latency of the static networks of subnets on one device, each measured once."""
+
+    def __init__(self, space: SearchSpace, config: LatencyConfig, num_classes: int | None = None):
+        self.space, self.config, self.num_classes = space, config, num_classes
+        self.measured: dict[Arch, float] = {}
+
+    def __call__(self, arch: Arch) -> float:
+        if arch not in self.measured:
+            net = StaticNet(self.space, arch, self.num_classes)
+            self.measured[arch] = measure_latency(net, arch.resolution, self.config, self.space.in_channels)
+        return self.measured[arch]

@@ -13,6 +13,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from anas.device import check_device_name
 from anas.errors import AnasError
 from anas.io import read_yaml
 from anas.train.data import DATASETS
@@ -106,12 +107,11 @@ class TrainConfig:
             (self.grad_clip >= 0, "--grad-clip must be >= 0"),
             (self.save_every >= 0 and self.eval_every >= 0, "--save-every and --eval-every must be >= 0"),
             (self.workers >= 0, "--workers must be >= 0"),
-            (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-             f"unknown --device {self.device!r}: use auto, cpu or cuda"),
         ]
         for ok, message in checks:
             if not ok:
                 raise AnasError(message)
+        check_device_name(self.device, allow_auto=True)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

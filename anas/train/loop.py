@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from anas.device import resolve_device
 from anas.errors import AnasError, CheckpointError, one_line
 from anas.nn.evaluate import EvalResult, evaluate_subnet
 from anas.nn.supernet import Supernet
@@ -28,7 +29,7 @@ from anas.train.data import DataConfig, DataSplits, calibration_loader, evaluati
 from anas.train.distributed import (DistContext, all_reduce_mean, all_reduce_sum, barrier, broadcast_parameters,
                                     init_distributed, shutdown)
 from anas.train.estimators import EstimatorContext, build_estimator
-from anas.train.recipe import autocast_factory, parameter_groups, training_device, warmup_cosine
+from anas.train.recipe import autocast_factory, parameter_groups, warmup_cosine
 from anas.train.regularizers import RegularizerContext, build_regularizers
 from anas.train.rundir import RunDir, capture_rng_state, checkpoint_space, restore_rng_state
 from anas.train.samplers import SamplerContext, build_sampler
@@ -76,7 +77,7 @@ class Trainer:
         self.progress_enabled = progress
         self.on_epoch_end = on_epoch_end
         self.process_notes = process_notes
-        self.device = training_device(config.device)
+        self.device = resolve_device(config.device, allow_auto=True)
         self.autocast = autocast_factory(config.amp, self.device)
         self.dist: DistContext = init_distributed(self.device.type)
         if self.device.type == "cuda" and self.dist.enabled:

@@ -32,15 +32,6 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
     return factor
 
 
-def training_device(name: str) -> torch.device:
-    """``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise AnasError(f"--device {name}: CUDA is not available on this machine")
-    return torch.device(name)
-
-
 def autocast_factory(amp: str, device: torch.device) -> Callable[[], AbstractContextManager]:
     """A function giving the mixed-precision context of ``--amp`` (a no-op for ``none``)."""
     if amp == "none":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from anas.errors import AnasError
-from anas.predict.predictor import Predictor
+from anas.predict.folder import load_predictor
 from anas.space.arch import Arch
 from anas.train.estimators.base import EstimatorContext, register_estimator
 
@@ -15,7 +15,7 @@ class PredictorEstimator:
     """The predicted top-1 of all candidates in one call (deterministic: every rank agrees)."""
 
     def __init__(self, context: EstimatorContext):
-        self.predictor = Predictor.load(context.config.predictor)
+        self.predictor = load_predictor(context.config.predictor)
         self.predictor.check_space(context.space, "this run")
 
     @staticmethod

@@ -2,22 +2,19 @@
 it to ONNX, TorchScript or a plain PyTorch file, and check the file against PyTorch.
 
 ``export_subnet(run_path, arch_spec, fmt, out, config)`` does all of it and returns an
-``ExportResult``. Each format has one writer (``export_onnx``, ``export_torchscript``,
-``export_pt``) and one loader (``load_exported``); ``load_subnet`` rebuilds the static
-network of a ``pt`` file. The file is verified *before* it is renamed into place: an
-export whose outputs differ from the PyTorch subnet never replaces anything at ``out``.
+``ExportResult``. The file is verified *before* it is renamed into place: an export whose
+outputs differ from the PyTorch subnet never replaces anything at ``out``. Without a run,
+the latest under ``./runs`` is taken; without ``--arch``, that run's latest search result
+(``search-*/best.json``), else its largest subnet.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 import os
 import re
-import warnings
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,30 +22,45 @@ from typing import Any
 import torch
 
 from anas import __version__
-from anas.space.arch import Arch, arch_from_dict, parse_arch
-from anas.space.cost import arch_costs
-from anas.errors import AnasError, CheckpointError, OutputError
-from anas.nn.evaluate import at_resolution, recalibrate_subnet
-from anas.io import atomic_write
-from anas.space.space import space_from_dict, space_to_dict
-from anas.nn.static import StaticNet
-from anas.train.rundir import safe_torch_load
+from anas.device import check_device_name, resolve_device
+from anas.errors import AnasError, OutputError
 from anas.evaluate.trained import TrainedRun, load_trained_run
+from anas.export import onnx, pt, torchscript
+from anas.export.io import INPUT_NAME, OUTPUT_NAME, Forward
+from anas.io import atomic_write
+from anas.nn.evaluate import at_resolution, recalibrate_subnet
+from anas.nn.static import StaticNet
+from anas.space.arch import Arch, parse_arch
+from anas.space.cost import arch_costs
+from anas.space.space import space_to_dict
+from anas.train.rundir import latest_checkpointed_run
 
-FORMATS = {"onnx": "onnx", "torchscript": "ts", "pt": "pt"}  # format -> file extension
-SUBNET_FORMAT = "anas-subnet-1"  # the format tag of `pt` files
-DEFAULT_OPSET = 18  # the oldest opset torch's exporter implements natively
-MIN_OPSET = 18
-EXPORT_BATCH = 2  # batch of the example input used for tracing / torch.export
-INPUT_NAME, OUTPUT_NAME = "input", "logits"
-Forward = Callable[[torch.Tensor], torch.Tensor]
+
+@dataclass(frozen=True)
+class Format:
+    extension: str
+    write: Callable[[StaticNet, Path, dict[str, Any], int | None], None]  # (net, path, metadata, opset)
+    load: Callable[[Path], Forward]
+
+
+FORMATS = {
+    "onnx": Format("onnx", lambda net, path, metadata, opset: onnx.write_onnx(net, path, metadata, opset), onnx.load_onnx),
+    "torchscript": Format("ts", lambda net, path, metadata, opset: torchscript.write_torchscript(net, path, metadata),
+                          torchscript.load_torchscript),
+    "pt": Format("pt", lambda net, path, metadata, opset: pt.write_pt(net, path, metadata), pt.load_subnet),
+}
+
+
+def load_exported(fmt: str, path: Path) -> Forward:
+    """The exported file as a function from a batch of images to logits, on the CPU."""
+    return FORMATS[fmt].load(path)
 
 
 @dataclass(frozen=True)
 class ExportConfig:
     calibrate: bool = True  # re-estimate BN statistics before exporting
     calib_batches: int | None = None  # training batches for that (None: the run's calib_batches)
-    opset: int | None = None  # ONNX only (None: DEFAULT_OPSET)
+    opset: int | None = None  # ONNX only (None: onnx.DEFAULT_OPSET)
     device: str = "cpu"  # where the run is loaded and BN recalibrated; exports are always CPU
     verify: bool = True  # load the file back and compare it with PyTorch
     verify_images: int = 32  # validation images of the comparison (differs from EXPORT_BATCH)
@@ -78,6 +90,9 @@ class ExportResult:
     opset: int | None
     verification: Verification | None  # None with verify=False
     written: bool  # False when the verification failed: nothing was put at `path`
+    run: str = ""  # the run folder exported from
+    arch_spec: str = ""  # the --arch it was given (or the default taken)
+    chosen: tuple[str, ...] = ()  # what was taken by default: "run", "arch"
 
     @property
     def ok(self) -> bool:
@@ -101,6 +116,9 @@ class ExportResult:
             "tolerance": None if check is None else check.tolerance,
             "ok": self.ok,
             "written": self.written,
+            "run": self.run,
+            "arch_spec": self.arch_spec,
+            "chosen": list(self.chosen),
         }
 
 
@@ -124,22 +142,21 @@ def check_options(fmt: str, config: ExportConfig) -> None:
     if config.opset is not None:
         if fmt != "onnx":
             raise AnasError("--opset goes with --to onnx")
-        import onnx  # lazy: only ONNX exports need it
-
-        newest = onnx.defs.onnx_opset_version()
-        if not MIN_OPSET <= config.opset <= newest:
-            raise AnasError(f"--opset {config.opset} is not supported (allowed: {MIN_OPSET} to {newest})")
+        onnx.check_opset(config.opset)
     if fmt == "onnx" and importlib.util.find_spec("onnxscript") is None:
         raise AnasError("ONNX export needs the onnxscript package: pip install onnxscript")
     if config.calib_batches is not None and config.calib_batches < 1:
         raise AnasError(f"--calib-batches must be at least 1, got {config.calib_batches}")
     if config.verify_images < 1:
         raise AnasError(f"verify_images must be at least 1, got {config.verify_images}")
-    device = config.device
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
-        raise AnasError(f"--device {device!r} is not cpu or cuda")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise AnasError("--device cuda: no CUDA device is available")
+    resolve_device(config.device)
+
+
+def latest_search_result(run_path: str | Path) -> Path | None:
+    """The newest ``search-*/best.json`` in a run folder (``anas search`` writes it there
+    when the run folder holds the predictor), or None."""
+    found = sorted(Path(run_path).glob("search-*/best.json"), key=lambda path: path.stat().st_mtime)
+    return found[-1] if found else None
 
 
 def default_output(run_path: str | Path, arch_spec: str, fmt: str) -> Path:
@@ -152,7 +169,7 @@ def default_output(run_path: str | Path, arch_spec: str, fmt: str) -> Path:
         name = spec.lower()
     else:
         name = "subnet"
-    return Path(run_path) / "exports" / f"{name}.{FORMATS[fmt]}"
+    return Path(run_path) / "exports" / f"{name}.{FORMATS[fmt].extension}"
 
 
 def check_output(path: Path) -> None:
@@ -225,99 +242,6 @@ def export_metadata(run: TrainedRun, arch: Arch, calib_batches: int) -> dict[str
 
 
 # ----------------------------------------------------------------------------------------
-# Writers and loaders, one per format
-# ----------------------------------------------------------------------------------------
-
-
-@contextmanager
-def _quiet_torch():
-    """Hide torch's deprecation warnings for TorchScript (every jit call warns)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.jit\.\w+` is deprecated")
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        yield
-
-
-def _example(net: StaticNet) -> torch.Tensor:
-    return torch.zeros(EXPORT_BATCH, net.first_conv.conv.in_channels, net.resolution, net.resolution)
-
-
-def export_onnx(net: StaticNet, path: Path, metadata: dict[str, Any], opset: int = DEFAULT_OPSET) -> None:
-    """ONNX through torch's ``torch.export``-based exporter: input ``input`` (NCHW float32),
-    output ``logits``, a dynamic batch axis; ``metadata`` goes into ``metadata_props``
-    (values that are not strings as JSON)."""
-    import onnx
-
-    batch = torch.export.Dim("batch")
-    program = torch.onnx.export(net, (_example(net),), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                dynamic_shapes=({0: batch},), opset_version=opset, dynamo=True, verbose=False)
-    model = program.model_proto
-    produced = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    if produced != opset:
-        raise AnasError(f"the ONNX exporter could not produce opset {opset} (it gave {produced})")
-    del model.metadata_props[:]
-    for key, value in metadata.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
-    onnx.save_model(model, str(path))
-    onnx.checker.check_model(str(path), full_check=True)
-
-
-def export_torchscript(net: StaticNet, path: Path, metadata: dict[str, Any]) -> None:
-    """A traced module; ``metadata`` rides along as the extra file ``anas.json``."""
-    with _quiet_torch(), torch.no_grad():
-        traced = torch.jit.trace(net, _example(net))
-        torch.jit.save(traced, str(path), _extra_files={"anas.json": json.dumps(metadata)})
-
-
-def export_pt(net: StaticNet, path: Path, metadata: dict[str, Any]) -> None:
-    """``torch.save`` of plain data and tensors only (``load_subnet`` reads it back)."""
-    state = {key: tensor.detach().cpu().clone() for key, tensor in net.state_dict().items()}
-    torch.save({"format": SUBNET_FORMAT, **metadata, "state_dict": state}, str(path))
-
-
-def load_subnet(path: str | Path) -> StaticNet:
-    """Rebuild the static network of a ``pt`` export (``torch.load(weights_only=True)``): in
-    eval mode, on the CPU, with ``mean``, ``std`` and ``class_names`` as attributes. Any
-    other file is a one-line ``CheckpointError``."""
-    path = Path(path)
-    data = safe_torch_load(path, "subnet file")
-    if not isinstance(data, dict) or data.get("format") != SUBNET_FORMAT:
-        raise CheckpointError(f"{path} is not an anas subnet file (anas export --to pt)")
-    try:
-        space = space_from_dict(data["space"], f"{path} (space)")
-        net = StaticNet(space, arch_from_dict(space, data["arch"]), int(data["num_classes"]))
-        net.load_state_dict(data["state_dict"])
-    except (AnasError, KeyError, TypeError, ValueError, RuntimeError) as exc:
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise CheckpointError(f"subnet file {path} is inconsistent: {reason}") from None
-    net.mean, net.std, net.class_names = data.get("mean"), data.get("std"), data.get("class_names")
-    return net.eval()
-
-
-def load_exported(fmt: str, path: Path) -> Forward:
-    """The exported file as a function from a batch of images to logits, on the CPU."""
-    if fmt == "onnx":
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only
-        try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            reason = " ".join(str(exc).split())[:200]
-            raise AnasError(f"onnxruntime {ort.__version__} cannot load the exported model "
-                            f"(try another --opset): {reason}") from None
-        return lambda images: torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: images.numpy()})[0])
-    if fmt == "torchscript":
-        with _quiet_torch():
-            module = torch.jit.load(str(path), map_location="cpu")
-    else:
-        module = load_subnet(path)
-    return module
-
-
-# ----------------------------------------------------------------------------------------
 # Verification and the whole export
 # ----------------------------------------------------------------------------------------
 
@@ -335,13 +259,20 @@ def verify(exported: Forward, reference: StaticNet, images: torch.Tensor, tolera
     return Verification(diff if math.isfinite(diff) else float("inf"), agree, len(images), tolerance)
 
 
-def export_subnet(run_path: str | Path, arch_spec: str, fmt: str, out: str | Path | None = None,
+def export_subnet(run_path: str | Path | None, arch_spec: str | None, fmt: str, out: str | Path | None = None,
                   config: ExportConfig = ExportConfig()) -> ExportResult:
     """Export ``arch_spec`` of the run in ``run_path`` as ``fmt`` to ``out`` (default:
     ``RUN_DIR/exports/<name>.<ext>``), verified unless ``config.verify`` is False."""
     check_options(fmt, config)
     if out is not None:
         check_output(Path(out))
+    chosen = []
+    if run_path is None:
+        run_path, chosen = latest_checkpointed_run(), ["run"]
+    if arch_spec is None:
+        best = latest_search_result(run_path)
+        arch_spec = str(best) if best is not None else "max"
+        chosen.append("arch")
     run = load_trained_run(run_path, config.device)
     arch = parse_arch(run.space, arch_spec)
     path = Path(out) if out is not None else default_output(run_path, arch_spec, fmt)
@@ -350,17 +281,12 @@ def export_subnet(run_path: str | Path, arch_spec: str, fmt: str, out: str | Pat
     calib = (config.calib_batches or run.config.calib_batches) if config.calibrate else None
     net = prepare_subnet(run, arch, calib)
     metadata = export_metadata(run, arch, calib or 0)
-    opset = (config.opset or DEFAULT_OPSET) if fmt == "onnx" else None
+    opset = (config.opset or onnx.DEFAULT_OPSET) if fmt == "onnx" else None
     images = validation_images(run, arch.resolution, config.verify_images) if config.verify else None
     checks: list[Verification] = []
 
     def write(tmp: Path) -> None:
-        if fmt == "onnx":
-            export_onnx(net, tmp, metadata, opset)
-        elif fmt == "torchscript":
-            export_torchscript(net, tmp, metadata)
-        else:
-            export_pt(net, tmp, metadata)
+        FORMATS[fmt].write(net, tmp, metadata, opset)
         if images is not None:
             checks.append(verify(load_exported(fmt, tmp), net, images, config.tolerance))
             if not checks[-1].ok:
@@ -372,5 +298,5 @@ def export_subnet(run_path: str | Path, arch_spec: str, fmt: str, out: str | Pat
     except _VerificationFailed:
         written = False
     mflops, params_m = arch_costs(run.space, arch, run.num_classes)
-    return ExportResult(path, fmt, arch, mflops, params_m, calib or 0, opset,
-                        checks[-1] if checks else None, written)
+    return ExportResult(path, fmt, arch, mflops, params_m, calib or 0, opset, checks[-1] if checks else None,
+                        written, str(run_path), arch_spec, tuple(chosen))

@@ -1,0 +1,81 @@
+"""Fitting a predictor from records and measuring it on held-out ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from anas.errors import AnasError
+from anas.io import json_safe
+from anas.predict.folder import save_predictor
+from anas.predict.kinds import PREDICTOR_KINDS, PredictorConfig
+from anas.predict.metrics import rank_metrics, split_indices
+from anas.plots import new_figure, save_png
+from anas.space.space import SearchSpace
+from anas.space.table import frame_to_archs
+
+
+@dataclass
+class FitReport:
+    space: str
+    kind: str
+    metrics: dict[str, float]
+    n_train: int
+    n_test: int
+    n_records: int
+    paths: dict[str, str] = field(default_factory=dict)
+    evaluated_now: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return json_safe({**self.metrics, "kind": self.kind, "n_train": self.n_train, "n_test": self.n_test,
+                          "n_records": self.n_records, "evaluated_now": self.evaluated_now, "space": self.space,
+                          "paths": self.paths})
+
+
+def fit_and_report(space: SearchSpace, records: pd.DataFrame, out: str | Path, *, kind: str = "lightgbm",
+                   num_classes: int | None = None, test_records: pd.DataFrame | None = None,
+                   test_fraction: float = 0.2, config: PredictorConfig = PredictorConfig(),
+                   plot: bool = True) -> FitReport:
+    """Fit a predictor of ``kind`` on ``records`` (all of them when ``test_records`` is
+    given, else a seeded ``1 - test_fraction`` share), measure it on the held-out records,
+    write the predictor folder ``out`` and its scatter plot."""
+    predictor_kind = PREDICTOR_KINDS.get(kind)
+    batch = frame_to_archs(space, records)
+    acc1 = records["acc1"].to_numpy(dtype=float)
+    if test_records is not None:
+        if len(records) < 5:
+            raise AnasError(f"{len(records)} records are too few to fit a predictor: need at least 5")
+        train_batch, train_acc = batch, acc1
+        test_batch, test_acc = frame_to_archs(space, test_records), test_records["acc1"].to_numpy(dtype=float)
+    else:
+        train_idx, test_idx = split_indices(len(records), test_fraction, config.seed)
+        train_batch, train_acc = batch.take(train_idx), acc1[train_idx]
+        test_batch, test_acc = batch.take(test_idx), acc1[test_idx]
+    predictor = predictor_kind.fit(space, train_batch, train_acc, config, num_classes)
+    predicted = predictor.predict(test_batch)
+    metrics = rank_metrics(test_acc, predicted)
+    n_records = len(train_acc) + len(test_acc)  # every record used, fitted or held out
+    report = FitReport(space.name, PREDICTOR_KINDS.name_of(predictor_kind), metrics, len(train_acc), len(test_acc),
+                       n_records)
+    predictor.meta.update(n_records=n_records, n_test=len(test_acc))
+    report.paths = save_predictor(predictor, out, json_safe(metrics))
+    if plot:
+        report.paths["plot"] = str(scatter_plot(test_acc, predicted, Path(out) / "predictor.png", space.name, metrics))
+    return report
+
+
+def scatter_plot(measured: np.ndarray, predicted: np.ndarray, path: Path, space_name: str,
+                 metrics: dict[str, float]) -> Path:
+    """Predicted vs measured top-1 on the held-out records."""
+    figure, ax = new_figure(5, 5)
+    ax.scatter(measured, predicted, s=12, alpha=0.7)
+    low, high = float(min(measured.min(), predicted.min())), float(max(measured.max(), predicted.max()))
+    ax.plot([low, high], [low, high], color="grey", linewidth=1, linestyle="--")
+    ax.set_xlabel("measured top-1 (%)")
+    ax.set_ylabel("predicted top-1 (%)")
+    ax.set_title(f"{space_name}: Kendall tau {metrics['kendall_tau']:.3f}, MAE {metrics['mae']:.2f}")
+    return save_png(figure, path)

@@ -1,0 +1,54 @@
+"""Evaluation records: subnets with their measured accuracy, the data predictors learn from.
+
+A records table is the table format (settings, ``mflops``, ``params_m``) plus ``acc1``
+and, when anas measured it, ``acc5`` and ``loss`` (``RUN_DIR/records.csv``, written by
+``anas predict-fit``; or any CSV of the same form).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from anas.errors import TableError
+from anas.space.arch import Arch, ArchBatch
+from anas.space.cost import batch_costs
+from anas.space.space import SearchSpace
+from anas.space.table import archs_to_frame, frame_to_archs, read_table, setting_columns
+
+RESULT_COLUMNS = ("acc1", "acc5", "loss")
+
+
+def read_records(path: str | Path, space: SearchSpace, num_classes: int | None = None) -> pd.DataFrame:
+    """A records table with ``acc1``, checked cell by cell; its cost columns are recomputed."""
+    frame = read_table(path)
+    batch = frame_to_archs(space, frame, str(path))
+    if "acc1" not in frame.columns:
+        raise TableError(f"{path}: missing column acc1 (the measured top-1 accuracy)")
+    acc1 = pd.to_numeric(frame["acc1"], errors="coerce")
+    if acc1.isna().any():
+        row = int(np.argmax(acc1.isna().to_numpy()))
+        raise TableError(f"{path}: line {row + 2}, column acc1: {frame['acc1'].iloc[row]!r} is not a number")
+    frame["acc1"] = acc1
+    costs = batch_costs(space, batch, num_classes)
+    frame["mflops"], frame["params_m"] = costs.mflops, costs.params_m
+    return frame
+
+
+def record_frame(space: SearchSpace, archs: list[Arch], results: list[dict], num_classes: int | None = None) -> pd.DataFrame:
+    batch = ArchBatch.from_archs(archs)
+    frame = archs_to_frame(space, batch, batch_costs(space, batch, num_classes))
+    for column in RESULT_COLUMNS:
+        frame[column] = [r[column] for r in results]
+    return frame
+
+
+def settings_key(arch: Arch) -> tuple[float, ...]:
+    """The settings of a subnet in table column order, for matching rows to subnets."""
+    return tuple(float(v) for v in (arch.resolution, *arch.width, *arch.depth, *arch.kernel_size, *arch.expand_ratio))
+
+
+def known_settings(frame: pd.DataFrame, space: SearchSpace) -> set[tuple[float, ...]]:
+    return {tuple(float(v) for v in row) for row in frame[setting_columns(space)].to_numpy()}

@@ -1,0 +1,130 @@
+"""Second stage, end to end: the best subnets under MFLOPs / params / latency budgets,
+ranked by a predictor, optionally confirmed on real data, written to a folder.
+
+``search`` runs one strategy on a :class:`~anas.search.problem.SearchProblem` and reads
+the Pareto front from what it scored; ``search_subnets`` is everything ``anas search``
+does (find the predictor and the run, search, verify, write the files).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from anas.device import resolve_device
+from anas.errors import AnasError
+from anas.evaluate.trained import TrainedRun, load_trained_run
+from anas.latency.measure import LatencyCache, LatencyConfig
+from anas.predict.folder import SIDECAR, has_predictor, load_predictor
+from anas.progress import progress_bars
+from anas.search.outputs import SearchResult, choose_best, pareto_mask, verify_front, write_outputs
+from anas.search.problem import SearchProblem, parse_band
+from anas.search.strategies import STRATEGIES
+from anas.train.rundir import RunDir, latest_checkpointed_run, latest_run
+
+MIN_BUDGET = 8
+
+
+def search(problem: SearchProblem, strategy: str = "nsga2", budget: int = 5632, seed: int = 0) -> SearchResult:
+    """Run ``strategy`` for ``budget`` predictor calls; the feasible Pareto front of
+    everything it scored, best predicted first."""
+    run_strategy = STRATEGIES.get(strategy)
+    if budget < MIN_BUDGET:
+        raise AnasError(f"--budget must be at least {MIN_BUDGET} predictor calls")
+    start = time.perf_counter()
+    run_strategy(problem, budget, seed)
+    seconds = time.perf_counter() - start
+    archive = problem.archive()
+    feasible = np.flatnonzero(archive.feasible) if len(archive.genes) else np.empty(0, dtype=np.int64)
+    if len(feasible) == 0:
+        raise AnasError(f"no evaluated subnet met every bound ({problem.flops} MFLOPs"
+                        + (f", {problem.params}M params" if problem.params else "")
+                        + (f", {problem.latency} ms" if problem.latency else "") + "): relax the bounds")
+    objectives = [-archive.pred_acc1[feasible], archive.mflops[feasible]]
+    if problem.latency_objective:
+        objectives.append(archive.latency_ms[feasible])
+    front = feasible[pareto_mask(np.stack(objectives, axis=1))]
+    front = front[np.argsort(-archive.pred_acc1[front], kind="stable")]
+    return SearchResult(problem.space, STRATEGIES.name_of(run_strategy), problem.genome, archive, front,
+                        int(front[0]), problem.calls, seconds)
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    flops: str  # MFLOPs band, "LO-HI"
+    predictor: str | None = None  # predictor folder (None: the latest under ./runs)
+    params: str | None = None  # params band in millions
+    latency: str | None = None  # latency band in ms: a bound and a third objective
+    device: str = "cpu"  # where latency is measured and --verify evaluates
+    latency_batch: int = 1
+    latency_runs: int = 10
+    strategy: str = "nsga2"
+    budget: int = 5632  # 512 + 20 x 256: the published search
+    seed: int = 0
+    out: str | None = None  # default: PREDICTOR/search-LO-HI
+    run: str | None = None  # run folder for --verify (None: the predictor's folder, else the latest run)
+    verify: int = 0  # evaluate the K best front members for real
+    calib_batches: int | None = None
+    progress: bool = False
+
+
+@dataclass
+class SearchReport:
+    result: SearchResult
+    best: int  # index into the archive
+    measured: dict[int, float]  # measured top-1 of verified subnets, by archive index
+    paths: dict[str, str]
+    chosen: dict[str, str] = field(default_factory=dict)  # folders taken by default: {"predictor": ..., "run": ...}
+
+
+def latest_predictor_folder() -> Path:
+    return latest_run(lambda folder: folder / SIDECAR if has_predictor(folder) else None,
+                      "a predictor", "anas predict-fit")
+
+
+def search_subnets(options: SearchOptions) -> SearchReport:
+    """Everything ``anas search`` does; every option is checked before the search runs."""
+    band = parse_band(options.flops, "--flops")
+    params_band = parse_band(options.params, "--params") if options.params else None
+    latency_band = parse_band(options.latency, "--latency") if options.latency else None
+    STRATEGIES.resolve(options.strategy)
+    if options.calib_batches is not None and options.calib_batches < 1:
+        raise AnasError(f"--calib-batches must be at least 1, got {options.calib_batches}")
+    device = resolve_device(options.device)
+    chosen: dict[str, str] = {}
+    predictor_folder = Path(options.predictor) if options.predictor else latest_predictor_folder()
+    if options.predictor is None:
+        chosen["predictor"] = str(predictor_folder)
+    predictor = load_predictor(predictor_folder)
+    space = predictor.space
+    trained = _verification_run(options, predictor_folder, chosen, device.type)
+    if trained is not None:
+        predictor.check_space(trained.space, f"run {trained.run_dir.path}")
+    measure = (LatencyCache(space, LatencyConfig(options.device, options.latency_batch, 3, options.latency_runs),
+                            predictor.num_classes) if latency_band is not None else None)
+    problem = SearchProblem(space, predictor, band, params_band, latency_band, latency_band is not None, measure,
+                            predictor.num_classes)
+    with progress_bars(options.progress) as bars:
+        problem.progress = bars.add(f"searching {band} MFLOPs ({options.strategy})", options.budget)
+        result = search(problem, options.strategy, options.budget, options.seed)
+    measured = (verify_front(result, trained, options.verify, options.calib_batches, options.progress)
+                if options.verify else {})
+    best = choose_best(result, measured)
+    folder = Path(options.out) if options.out else predictor_folder / f"search-{band}"
+    return SearchReport(result, best, measured, write_outputs(result, band, folder, measured, best), chosen)
+
+
+def _verification_run(options: SearchOptions, predictor_folder: Path, chosen: dict[str, str],
+                      device: str) -> TrainedRun | None:
+    """The run ``--verify`` evaluates with: ``--run``, else the predictor's own folder when
+    it holds a checkpoint (predict-fit writes there), else the latest run under ./runs."""
+    if options.run is not None:
+        return load_trained_run(options.run, device)
+    if not options.verify:
+        return None
+    path = predictor_folder if RunDir(predictor_folder).has_checkpoint() else latest_checkpointed_run()
+    chosen["run"] = str(path)
+    return load_trained_run(path, device)
