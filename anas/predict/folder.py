@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from anas import __version__
+from anas.errors import OutputError
 from anas.io import atomic_write_json
 from anas.predict.kinds import PREDICTOR_KINDS, Predictor, PredictorError
 from anas.space.space import space_from_dict, space_to_dict
@@ -30,6 +31,10 @@ def save_predictor(predictor: Predictor, folder: str | Path, metrics: dict[str, 
     import scipy
 
     folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write {folder}: {exc.strerror or exc}") from None
     model_meta = predictor.save_model(folder)
     sidecar = {
         "format": PREDICTOR_FORMAT,
