@@ -34,12 +34,6 @@ class Entry(Generic[T]):
     def display_name(self) -> str:
         return f"{self.name}-{self.parameter}N" if self.parameter else self.name
 
-    @property
-    def summary(self) -> str:
-        """The first line of the plug-in's docstring."""
-        doc = (getattr(self.plugin, "__doc__", None) or "").strip()
-        return doc.splitlines()[0] if doc else ""
-
     def match(self, text: str) -> dict[str, int] | None:
         """The parameters ``text`` gives this entry, or None when it names another one."""
         if self.parameter is None:
@@ -90,9 +84,6 @@ class Registry(Generic[T]):
 
     def get(self, text: str) -> T:
         return self.resolve(text)[0]
-
-    def entries(self) -> list[Entry[T]]:
-        return list(self._entries.values())
 
     def names(self) -> list[str]:
         return [entry.display_name for entry in self._entries.values()]

@@ -21,7 +21,7 @@ import torch
 
 from anas.space.arch import sample_archs
 from anas.space.cost import batch_costs
-from anas.space.space import load_space
+from anas.space.schema import load_space
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

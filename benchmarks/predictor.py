@@ -35,7 +35,7 @@ from anas.predict.kinds import PredictorConfig
 from anas.predict.kinds.lightgbm import LightGBMPredictor as Predictor
 from anas.predict.metrics import rank_metrics
 from anas.predict.synthetic import synthetic_acc1
-from anas.space.space import load_space
+from anas.space.schema import load_space
 from anas.space.table import archs_to_frame, write_table
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -27,7 +27,7 @@ from anas.predict.kinds.lightgbm import LightGBMPredictor
 from anas.search.problem import Band, SearchProblem
 from anas.search.runner import search
 from anas.search.strategies import STRATEGIES
-from anas.space.space import load_space
+from anas.space.schema import load_space
 from anas.predict.synthetic import synthetic_acc1
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from anas.cli.allocator import keep_freed_memory
 from anas.space.arch import largest_arch, sample_archs, smallest_arch
 from anas.train.rundir import RunDir
-from anas.space.space import load_space
+from anas.space.schema import load_space
 from anas.nn.supernet import Supernet
 from anas.train.loop import Trainer, build_config
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pytest
 
 from anas.cli import main
-from anas.space.space import load_space
+from anas.space.schema import load_space
 
 
 @dataclass

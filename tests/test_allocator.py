@@ -14,7 +14,7 @@ import numpy as np
 import torch.nn.functional as F
 from anas.cli.allocator import keep_freed_memory
 from anas.space.arch import sample_archs
-from anas.space.space import load_space
+from anas.space.schema import load_space
 from anas.nn.supernet import Supernet
 assert keep_freed_memory()
 torch.manual_seed(0)

@@ -18,7 +18,7 @@ from anas.errors import CheckpointError
 from anas.export.io import EXPORT_BATCH
 from anas.export.pt import load_subnet
 from anas.export.subnet import prepare_subnet, validation_images
-from anas.space.space import space_from_dict
+from anas.space.schema import space_from_dict
 from anas.train.loop import start_training
 from anas.evaluate.trained import load_trained_run
 

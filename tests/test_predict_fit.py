@@ -56,7 +56,7 @@ def test_run_records_predictor_and_resume(run_cli, trained_run):
 
 
 def setting_columns_for(run):
-    from anas.space.space import load_space
+    from anas.space.schema import load_space
 
     return setting_columns(load_space("tiny"))
 
@@ -122,7 +122,7 @@ def test_bad_inputs(run_cli, tiny, tmp_path, monkeypatch):
 
 
 def load(name):
-    from anas.space.space import load_space
+    from anas.space.schema import load_space
 
     return load_space(name)
 

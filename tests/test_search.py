@@ -21,7 +21,7 @@ from anas.space.table import setting_columns
 
 @pytest.fixture(scope="module")
 def attentive_predictor(tmp_path_factory):
-    from anas.space.space import load_space
+    from anas.space.schema import load_space
 
     space = load_space("attentive-nas")
     rng = np.random.default_rng(0)
@@ -107,7 +107,7 @@ def test_infeasible_bands_are_refused_at_once(attentive, attentive_predictor):
 
 
 def test_cli_end_to_end_with_latency_and_outputs(run_cli, tmp_path):
-    from anas.space.space import load_space
+    from anas.space.schema import load_space
 
     tiny = load_space("tiny")
     rng = np.random.default_rng(0)

@@ -5,7 +5,8 @@ import pytest
 import yaml
 
 from anas.errors import SpaceError
-from anas.space.space import builtin_space_names, hidden_width, load_space, make_divisible, se_width
+from anas.space.schema import builtin_space_names, load_space
+from anas.space.space import hidden_width, make_divisible, se_width
 
 SPACES = Path(__file__).resolve().parents[1] / "anas" / "spaces"
 

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from anas.space.arch import largest_arch, parse_arch, sample_archs, smallest_arch
-from anas.space.space import load_space
+from anas.space.schema import load_space
 from anas.nn.static import InvertedResidual, StaticNet
 
 

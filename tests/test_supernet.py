@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from anas.space.arch import largest_arch, sample_archs, smallest_arch
-from anas.space.space import load_space
+from anas.space.schema import load_space
 from anas.nn.static import ConvBNAct, SqueezeExcite
 from anas.nn.supernet import DynamicConvBNAct, DynamicSqueezeExcite, Supernet, crop
 

@@ -7,7 +7,7 @@ from conftest import assert_one_line_error
 
 from anas.errors import AnasError
 from anas.train.rundir import RunDir, load_checkpoint
-from anas.space.space import load_space
+from anas.space.schema import load_space
 from anas.train.config import build_config
 from anas.train.loop import Trainer, resume_training, start_training
 from anas.train.recipe import parameter_groups, warmup_cosine
@@ -273,7 +273,7 @@ def test_corrupt_checkpoint_is_refused(run_cli, tmp_path):
 
 
 def test_checkpoint_of_another_space_in_the_run_folder(run_cli, tmp_path):
-    from anas.space.space import load_space, space_to_dict
+    from anas.space.schema import load_space, space_to_dict
 
     start_training(_options(tmp_path, epochs=1), progress=False)
     ckpt = tmp_path / "run" / "checkpoints" / "last.pt"

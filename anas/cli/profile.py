@@ -15,7 +15,7 @@ from anas.cli.common import err, out, print_json
 from anas.errors import AnasError
 from anas.latency.measure import LatencyConfig
 from anas.latency.profile import ArchProfile, cost_table, profile_arch, summarize_space
-from anas.space.space import load_space
+from anas.space.schema import load_space
 from anas.space.table import write_table
 
 

@@ -13,7 +13,7 @@ from anas.predict.fit import FitReport, fit_and_report
 from anas.predict.kinds import PREDICTOR_KINDS, PredictorConfig
 from anas.predict.metrics import split_indices
 from anas.predict.records import read_records
-from anas.space.space import load_space
+from anas.space.schema import load_space
 from anas.train.rundir import latest_checkpointed_run
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 from anas.errors import AnasError
 from anas.evaluate.trained import TrainedRun
 from anas.progress import progress_bars
-from anas.predict.records import known_settings, read_records, record_frame, settings_key
+from anas.predict.records import read_records, record_frame, unrecorded
 from anas.space.arch import Arch
 from anas.space.sampling import spread_sample
 from anas.space.space import SearchSpace
@@ -39,8 +39,7 @@ def collect_records(run: TrainedRun, samples: int, calib_batches: int | None = N
     try:
         path = run.run_dir.path / RECORDS_FILE
         existing = read_records(path, run.space, run.num_classes) if path.exists() else None
-        done = known_settings(existing, run.space) if existing is not None else set()
-        todo = [a for a in spread_sample(run.space, samples, seed, run.num_classes) if settings_key(a) not in done]
+        todo = unrecorded(spread_sample(run.space, samples, seed, run.num_classes), existing, run.space)
 
         def evaluate_chunk(chunk: list[Arch]) -> list[dict]:
             mine = chunk[ctx.rank] if ctx.rank < len(chunk) else None

@@ -11,7 +11,7 @@ import torch
 from anas.errors import AnasError, CheckpointError, one_line
 from anas.nn.static import StaticNet
 from anas.space.arch import arch_from_dict
-from anas.space.space import space_from_dict
+from anas.space.schema import space_from_dict
 from anas.train.rundir import safe_torch_load
 
 SUBNET_FORMAT = "anas-subnet-1"  # the format tag of `pt` files

@@ -32,7 +32,7 @@ from anas.nn.evaluate import at_resolution, recalibrate_subnet
 from anas.nn.static import StaticNet
 from anas.space.arch import Arch, parse_arch
 from anas.space.cost import arch_costs
-from anas.space.space import space_to_dict
+from anas.space.schema import space_to_dict
 from anas.train.rundir import latest_checkpointed_run
 
 

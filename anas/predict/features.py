@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from anas.space.arch import LIST_SETTINGS, ArchBatch
+from anas.space.arch import ArchBatch
 from anas.space.cost import batch_costs
 from anas.space.space import SearchSpace
 from anas.space.table import setting_columns
@@ -20,8 +20,5 @@ def feature_names(space: SearchSpace) -> list[str]:
 def feature_matrix(space: SearchSpace, batch: ArchBatch, num_classes: int | None = None) -> np.ndarray:
     """One row per subnet, columns in ``feature_names(space)`` order."""
     costs = batch_costs(space, batch, num_classes)
-    columns = [batch.resolution[:, None]]
-    columns += [getattr(batch, setting).astype(np.float64) for setting in LIST_SETTINGS]
-    mflops = costs.mflops
-    derived = np.stack([mflops, np.log(mflops), costs.params_m, batch.depth.sum(axis=1)], axis=1)
-    return np.concatenate([c.astype(np.float64) for c in columns] + [derived], axis=1)
+    derived = np.stack([costs.mflops, np.log(costs.mflops), costs.params_m, batch.depth.sum(axis=1)], axis=1)
+    return np.concatenate([batch.matrix(), derived], axis=1)

@@ -14,7 +14,7 @@ from anas import __version__
 from anas.errors import OutputError
 from anas.io import atomic_write_json
 from anas.predict.kinds import PREDICTOR_KINDS, Predictor, PredictorError
-from anas.space.space import space_from_dict, space_to_dict
+from anas.space.schema import space_from_dict, space_to_dict
 
 PREDICTOR_FORMAT = "anas-predictor-1"
 SIDECAR = "predictor.json"

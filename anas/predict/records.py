@@ -45,10 +45,9 @@ def record_frame(space: SearchSpace, archs: list[Arch], results: list[dict], num
     return frame
 
 
-def settings_key(arch: Arch) -> tuple[float, ...]:
-    """The settings of a subnet in table column order, for matching rows to subnets."""
-    return tuple(float(v) for v in (arch.resolution, *arch.width, *arch.depth, *arch.kernel_size, *arch.expand_ratio))
-
-
-def known_settings(frame: pd.DataFrame, space: SearchSpace) -> set[tuple[float, ...]]:
-    return {tuple(float(v) for v in row) for row in frame[setting_columns(space)].to_numpy()}
+def unrecorded(archs: list[Arch], frame: pd.DataFrame | None, space: SearchSpace) -> list[Arch]:
+    """The subnets of ``archs`` that have no row in the records ``frame`` yet."""
+    if frame is None:
+        return list(archs)
+    known = {tuple(row) for row in frame[setting_columns(space)].to_numpy(dtype=np.float64)}
+    return [arch for arch, row in zip(archs, ArchBatch.from_archs(archs).matrix()) if tuple(row) not in known]

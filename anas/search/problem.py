@@ -17,7 +17,7 @@ import numpy as np
 from anas.errors import AnasError
 from anas.predict.kinds import Predictor
 from anas.progress import Bar
-from anas.space.arch import LIST_SETTINGS, Arch, ArchBatch, largest_arch, sample_archs, sample_archs_by_size, smallest_arch
+from anas.space.arch import Arch, ArchBatch, largest_arch, sample_archs, sample_archs_by_size, smallest_arch
 from anas.space.cost import batch_costs, index_costs
 from anas.space.space import SearchSpace
 
@@ -58,33 +58,17 @@ class Genome:
 
     def __init__(self, space: SearchSpace):
         self.space = space
-        self.choices = [space.resolutions]
-        for setting in LIST_SETTINGS:
-            self.choices += list(space.choices(setting))
-        self.sizes = np.array([len(c) for c in self.choices], dtype=np.int64)
-        self._tables = [np.asarray(c, dtype=np.float64) for c in self.choices]
-        counts = [1] + [len(space.choices(s)) for s in LIST_SETTINGS]
-        self._slices = np.cumsum([0] + counts)
+        self.sizes = np.array([len(c) for c in space.column_choices()], dtype=np.int64)
 
     @property
     def length(self) -> int:
         return len(self.sizes)
 
     def decode(self, genes: np.ndarray) -> ArchBatch:
-        values = np.stack([table[genes[:, i]] for i, table in enumerate(self._tables)], axis=1)
-        s = self._slices
-        return ArchBatch(
-            resolution=values[:, 0].astype(np.int64),
-            width=values[:, s[1]:s[2]].astype(np.int64),
-            depth=values[:, s[2]:s[3]].astype(np.int64),
-            kernel_size=values[:, s[3]:s[4]].astype(np.int64),
-            expand_ratio=values[:, s[4]:s[5]],
-        )
+        return ArchBatch.from_choice_index(self.space, genes)
 
     def encode(self, batch: ArchBatch) -> np.ndarray:
-        columns = [batch.resolution[:, None], batch.width, batch.depth, batch.kernel_size, batch.expand_ratio]
-        values = np.concatenate([c.astype(np.float64) for c in columns], axis=1)
-        return np.stack([np.searchsorted(table, values[:, i]) for i, table in enumerate(self._tables)], axis=1)
+        return batch.choice_index(self.space)
 
     def random(self, n: int, rng: np.random.Generator) -> np.ndarray:
         return (rng.random((n, self.length)) * self.sizes).astype(np.int64)

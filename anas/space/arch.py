@@ -52,9 +52,6 @@ class Arch:
             "expand_ratio": [_plain(v) for v in self.expand_ratio],
         }
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
-
 
 @dataclass
 class ArchBatch:
@@ -84,6 +81,33 @@ class ArchBatch:
     def take(self, index) -> ArchBatch:
         """The subnets at ``index`` (an index array, mask or slice)."""
         return ArchBatch(**{name: getattr(self, name)[index] for name in SETTINGS})
+
+    def matrix(self) -> np.ndarray:
+        """The settings as floats, one row per subnet, one column per table column
+        (``SearchSpace.column_choices`` order)."""
+        return np.concatenate([self.resolution[:, None].astype(np.float64)]
+                              + [getattr(self, setting).astype(np.float64) for setting in LIST_SETTINGS], axis=1)
+
+    @classmethod
+    def from_matrix(cls, space: SearchSpace, values: np.ndarray) -> ArchBatch:
+        """The inverse of :meth:`matrix` (the values must be choices of ``space``)."""
+        ends = np.cumsum([1] + [len(space.choices(setting)) for setting in LIST_SETTINGS])
+        parts = {setting: values[:, ends[i]:ends[i + 1]] for i, setting in enumerate(LIST_SETTINGS)}
+        return cls(resolution=values[:, 0].astype(np.int64), width=parts["width"].astype(np.int64),
+                   depth=parts["depth"].astype(np.int64), kernel_size=parts["kernel_size"].astype(np.int64),
+                   expand_ratio=parts["expand_ratio"].astype(np.float64))
+
+    def choice_index(self, space: SearchSpace) -> np.ndarray:
+        """Each setting as the index of its value among its (sorted) choices, in column
+        order: the integer genome of the search and the cost tables' look-up key."""
+        values = self.matrix()
+        return np.stack([np.searchsorted(np.asarray(choices, dtype=np.float64), values[:, j])
+                         for j, choices in enumerate(space.column_choices())], axis=1)
+
+    @classmethod
+    def from_choice_index(cls, space: SearchSpace, index: np.ndarray) -> ArchBatch:
+        columns = [np.asarray(choices, dtype=np.float64)[index[:, j]] for j, choices in enumerate(space.column_choices())]
+        return cls.from_matrix(space, np.stack(columns, axis=1))
 
     @classmethod
     def from_archs(cls, archs: list[Arch]) -> ArchBatch:

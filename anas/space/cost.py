@@ -86,7 +86,6 @@ class _CostTables:
         self.space = space
         res = np.asarray(space.resolutions)
         first = space.first_conv
-        self.sizes_in = []  # spatial size entering each stage, per resolution
         size = downsample(res, first.stride)
         w0 = np.asarray(first.widths)
         kk = first.kernel_size**2
@@ -106,19 +105,9 @@ class _CostTables:
             size = downsample(size, stage.stride)
         r, c, h = np.meshgrid(np.arange(len(res)), np.asarray(widths[-2]), np.asarray(widths[-1]), indexing="ij")
         self.head = np.stack(_head_costs(space, size[r], c, h, num_classes))
-        # choices as arrays, for turning settings into table indices
-        self.res_choices = res
-        self.width_choices = [np.asarray(c) for c in widths]
-        self.stage_choices = [(np.asarray(s.kernel_sizes), np.asarray(s.expand_ratios, dtype=np.float64),
-                               np.asarray(s.depths)) for s in space.stages]
 
     def costs(self, batch: ArchBatch) -> Costs:
-        columns = [np.searchsorted(self.res_choices, batch.resolution)]
-        columns += [np.searchsorted(c, batch.width[:, g]) for g, c in enumerate(self.width_choices)]
-        for setting, position in (("depth", 2), ("kernel_size", 0), ("expand_ratio", 1)):
-            values = getattr(batch, setting)
-            columns += [np.searchsorted(choices[position], values[:, i]) for i, choices in enumerate(self.stage_choices)]
-        return self.costs_from_index(np.stack(columns, axis=1))
+        return self.costs_from_index(batch.choice_index(self.space))
 
     def costs_from_index(self, index: np.ndarray) -> Costs:
         """Costs of subnets given as choice indices in table column order."""

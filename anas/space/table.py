@@ -19,9 +19,6 @@ from anas.errors import TableError
 from anas.io import atomic_write
 from anas.space.space import SearchSpace
 
-COST_COLUMNS = ("mflops", "params_m")
-
-
 def setting_columns(space: SearchSpace) -> list[str]:
     columns = ["resolution"]
     for setting in LIST_SETTINGS:
@@ -62,11 +59,7 @@ def frame_to_archs(space: SearchSpace, frame: pd.DataFrame, source: str = "table
                 f"{source}: line {row + 2}, column {column}: {frame[column].iloc[row]!r} is not a number"
             )
         values[column] = numeric.to_numpy()
-    choices = {"resolution": space.resolutions}
-    for setting in LIST_SETTINGS:
-        for i, allowed in enumerate(space.choices(setting)):
-            choices[f"{setting}_{i}"] = allowed
-    for column, allowed in choices.items():
+    for column, allowed in zip(expected, space.column_choices()):
         off = ~np.isin(values[column], np.asarray(allowed, dtype=np.float64))
         if off.any():
             row = int(np.argmax(off))
@@ -75,18 +68,7 @@ def frame_to_archs(space: SearchSpace, frame: pd.DataFrame, source: str = "table
                 f"{source}: line {row + 2}, column {column}: {values[column][row]:g} is not a choice "
                 f"of space {space.name} (allowed: {allowed_text})"
             )
-
-    def stack(setting: str, dtype) -> np.ndarray:
-        n = len(space.choices(setting))
-        return np.stack([values[f"{setting}_{i}"] for i in range(n)], axis=1).astype(dtype)
-
-    return ArchBatch(
-        resolution=values["resolution"].astype(np.int64),
-        width=stack("width", np.int64),
-        depth=stack("depth", np.int64),
-        kernel_size=stack("kernel_size", np.int64),
-        expand_ratio=stack("expand_ratio", np.float64),
-    )
+    return ArchBatch.from_matrix(space, np.stack([values[column] for column in expected], axis=1))
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

@@ -23,7 +23,8 @@ from anas.nn.supernet import Supernet
 from anas.progress import Bars, progress_bars
 from anas.space.arch import Arch, largest_arch, smallest_arch
 from anas.space.cost import arch_costs
-from anas.space.space import SearchSpace, load_space, space_to_dict
+from anas.space.schema import load_space, space_to_dict
+from anas.space.space import SearchSpace
 from anas.train.config import TrainConfig, build_config, config_from_mapping, read_config_file
 from anas.train.data import DataConfig, DataSplits, calibration_loader, evaluation_loader, load_data, make_loader
 from anas.train.distributed import (DistContext, all_reduce_mean, all_reduce_sum, barrier, broadcast_parameters,

@@ -30,7 +30,8 @@ import yaml
 
 from anas.errors import AnasError, CheckpointError, SpaceError, one_line
 from anas.io import atomic_write, atomic_write_text
-from anas.space.space import SearchSpace, space_from_dict
+from anas.space.schema import space_from_dict
+from anas.space.space import SearchSpace
 
 CHECKPOINT_FORMAT = "anas-supernet-1"
 
