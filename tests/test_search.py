@@ -1,5 +1,4 @@
 import json
-import time
 
 import numpy as np
 import pandas as pd
@@ -66,12 +65,15 @@ def test_strategies_stay_inside_the_band(attentive, attentive_predictor, strateg
     assert result.archive.pred_acc1[result.best] == result.archive.pred_acc1[result.archive.feasible].max()
 
 
-def test_narrow_band_next_to_the_smallest_subnet_is_fast(attentive, attentive_predictor):
+def test_narrow_band_next_to_the_smallest_subnet_is_searched_within_the_budget(attentive, attentive_predictor):
+    """1 subnet in about 10^5 falls in 200-225 MFLOPs: band sampling and repair still find
+    many, and the strategies stop at their budget (no rejection loop)."""
     predictor, _ = attentive_predictor
     for strategy in ("evolution", "random", "nsga2"):
-        start = time.perf_counter()
-        result = search(SearchProblem(attentive, predictor, Band(200, 225)), strategy, budget=1000, seed=1)
-        assert time.perf_counter() - start < 20
+        problem = SearchProblem(attentive, predictor, Band(200, 225))
+        result = search(problem, strategy, budget=1000, seed=1)
+        assert problem.calls <= 1000 + 250  # NSGA-II may finish its last generation (of 1000 // 4)
+        assert result.archive.feasible.sum() >= 50
         mflops = result.archive.mflops[result.front]
         assert ((mflops >= 200) & (mflops <= 225)).all()
 
@@ -94,16 +96,27 @@ def test_params_bound(attentive, attentive_predictor):
     assert (result.archive.params_m[result.front] <= 11).all()
 
 
+class CountingPredictor:
+    """Counts the subnets it is asked to score."""
+
+    def __init__(self, predictor):
+        self.inner, self.scored = predictor, 0
+
+    def predict(self, batch):
+        self.scored += len(batch)
+        return self.inner.predict(batch)
+
+
 def test_infeasible_bands_are_refused_at_once(attentive, attentive_predictor):
-    predictor, _ = attentive_predictor
-    start = time.perf_counter()
+    """Before any subnet is scored."""
+    predictor = CountingPredictor(attentive_predictor[0])
     with pytest.raises(AnasError, match=r"its subnets span 203.4-1939.3 MFLOPs"):
         SearchProblem(attentive, predictor, Band(100, 200))
     with pytest.raises(AnasError, match="its subnets span"):
         SearchProblem(attentive, predictor, Band(2000, 3000))
     with pytest.raises(AnasError, match="params"):
         SearchProblem(attentive, predictor, Band(300, 400), params=Band(0, 1))
-    assert time.perf_counter() - start < 1.0
+    assert predictor.scored == 0
 
 
 def test_cli_end_to_end_with_latency_and_outputs(run_cli, tmp_path):

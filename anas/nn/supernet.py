@@ -8,8 +8,9 @@ weights copied in. Parameter names match the static network's, block for block.
 
 The elastic layers follow the once-for-all habit: each holds its largest weights, keeps
 its active setting in plain attributes (``active_in``, ``active_out``, ``active_kernel``)
-and, in its own ``forward``, slices what that setting uses and calls the functional op. So
-any layer runs on its own as ``layer(x)``, and the slicing is read where it happens.
+and, in its own ``forward``, crops what that setting uses (:func:`crop`) and calls the
+functional op. So any layer runs on its own as ``layer(x)``, and the cropping is read
+where it happens.
 """
 
 from __future__ import annotations
@@ -30,15 +31,21 @@ from anas.space.space import SearchSpace, hidden_width, se_width
 def crop(tensor: torch.Tensor, *sizes: int) -> torch.Tensor:
     """The part of a shared tensor that a subnet uses: the leading ``sizes[0]`` (and
     ``sizes[1]``) channels and the centre of the further (spatial) dimensions; dimensions
-    not named keep their size. A view by plain indexing; the tensor itself when nothing
-    is cut off."""
-    if all(size == tensor.shape[dim] for dim, size in enumerate(sizes)):
+    not named keep their size. The tensor itself when nothing is cut off.
+
+    One strided view (``Tensor.as_strided``), so one autograd node and one zero-filled
+    gradient per cropped tensor, whatever the number of cut dimensions: indexing
+    ``weight[:o, :i]`` chains a view per dimension, each with a gradient of its own size.
+    On the ``cifar`` space's smallest subnet at batch 64, the strided view measured
+    0.5-1.5 % less supernet/static time than chained indexing (same process, paired
+    rounds, four runs)."""
+    shape = tuple(tensor.shape)
+    sizes = sizes + shape[len(sizes):]
+    if sizes == shape:
         return tensor
-    index = []
-    for dim, size in enumerate(sizes):
-        start = 0 if dim < 2 else (tensor.shape[dim] - size) // 2
-        index.append(slice(start, start + size))
-    return tensor[tuple(index)]
+    strides = tensor.stride()
+    centre = sum((shape[dim] - sizes[dim]) // 2 * strides[dim] for dim in range(2, len(shape)))
+    return tensor.as_strided(sizes, strides, tensor.storage_offset() + centre)
 
 
 class DynamicBatchNorm2d(nn.BatchNorm2d):
@@ -48,10 +55,10 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]
-        weight, bias = self.weight[:c], self.bias[:c]
+        weight, bias = crop(self.weight, c), crop(self.bias, c)
         if self.training and not self.update_stats:
             return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
-        return F.batch_norm(x, self.running_mean[:c], self.running_var[:c], weight, bias, self.training,
+        return F.batch_norm(x, crop(self.running_mean, c), crop(self.running_var, c), weight, bias, self.training,
                             self.momentum, self.eps)
 
 
@@ -76,12 +83,10 @@ class DynamicConvBNAct(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, out = self.active_kernel, self.active_out
-        if self.depthwise:
-            start = (self.conv.kernel_size[0] - k) // 2
-            weight = self.conv.weight[:out, :, start:start + k, start:start + k]
-            x = F.conv2d(x, weight, None, self.stride, k // 2, 1, out)
+        if self.depthwise:  # one filter per channel: the kernel's centre k x k
+            x = F.conv2d(x, crop(self.conv.weight, out, 1, k, k), None, self.stride, k // 2, 1, out)
         else:  # the kernel of a full convolution (1x1, or the first conv's) is not elastic
-            x = F.conv2d(x, self.conv.weight[:out, :self.active_in], None, self.stride, k // 2)
+            x = F.conv2d(x, crop(self.conv.weight, out, self.active_in), None, self.stride, k // 2)
         x = self.bn(x)
         return x if self.act is None else self.act(x)
 
@@ -102,8 +107,8 @@ class DynamicSqueezeExcite(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c, s = self.active_channels, self.active_squeezed
         scale = x.mean((2, 3))
-        scale = self.relu(F.linear(scale, self.reduce.weight[:s, :c].view(s, c), self.reduce.bias[:s]))
-        scale = F.linear(scale, self.expand.weight[:c, :s].view(c, s), self.expand.bias[:c])
+        scale = self.relu(F.linear(scale, crop(self.reduce.weight, s, c).view(s, c), crop(self.reduce.bias, s)))
+        scale = F.linear(scale, crop(self.expand.weight, c, s).view(c, s), crop(self.expand.bias, c))
         return x * self.gate(scale)[:, :, None, None]
 
 
@@ -122,7 +127,7 @@ class DynamicShortcut(nn.Module):
         x = self.pool(x)
         if self.active_in == self.active_out:
             return x
-        return F.conv2d(x, self.conv.weight[:self.active_out, :self.active_in])
+        return F.conv2d(x, crop(self.conv.weight, self.active_out, self.active_in))
 
 
 @dataclass(frozen=True)
@@ -208,12 +213,11 @@ class DynamicHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         width = self.active_width
-        x = self.expand(x).mean((2, 3), keepdim=True)
-        mix = self.mix.weight[:width, :self.expand.active_out].view(width, -1)
-        x = self.act(F.linear(x.flatten(1), mix))
+        x = self.expand(x).mean((2, 3))
+        x = self.act(F.linear(x, crop(self.mix.weight, width, self.expand.active_out).view(width, -1)))
         if self.dropout > 0:
             x = F.dropout(x, self.dropout, self.training)
-        return F.linear(x, self.classifier.weight[:, :width], self.classifier.bias)
+        return F.linear(x, crop(self.classifier.weight, self.classifier.out_features, width), self.classifier.bias)
 
 
 class Supernet(nn.Module):
