@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from anas.errors import AnasError
 from anas.predict.kinds import Predictor, register_predictor_kind
 from anas.predict.kinds.base import PREDICTOR_KINDS
 from anas.search.strategies import STRATEGIES, register_strategy
@@ -139,3 +140,30 @@ def test_help_lists_the_built_in_plug_ins(run_cli):
         text = " ".join(run_cli(command, "--help").stdout.split())
         for name in names:
             assert name in text, (command, name)
+
+
+def test_installed_packages_add_plug_ins_through_entry_points(tmp_path, monkeypatch):
+    """A package declares ``[project.entry-points."anas.plugins"]``; the command line imports
+    the module it names, which registers its plug-ins. One that fails to import is a
+    one-line error."""
+    from importlib.metadata import EntryPoint
+
+    import anas.cli
+
+    (tmp_path / "anas_extra_sampler.py").write_text(
+        "from anas.train.samplers import register_sampler\n"
+        "from anas.train.samplers.uniform import UniformSampler\n"
+        "register_sampler('extra-uniform')(type('ExtraUniform', (UniformSampler,), {}))\n")
+    (tmp_path / "anas_broken_plugin.py").write_text("raise ImportError('needs a library that is not here')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    good = EntryPoint(name="extra", value="anas_extra_sampler", group=anas.cli.PLUGIN_GROUP)
+    monkeypatch.setattr(anas.cli, "entry_points", lambda group: [good])
+    try:
+        assert anas.cli.load_plugin_modules() == ["extra"]
+        assert "extra-uniform" in SAMPLERS
+    finally:
+        SAMPLERS.unregister("extra-uniform")
+    broken = EntryPoint(name="broken", value="anas_broken_plugin", group=anas.cli.PLUGIN_GROUP)
+    monkeypatch.setattr(anas.cli, "entry_points", lambda group: [broken])
+    with pytest.raises(AnasError, match=r"plug-in broken \(anas_broken_plugin\) failed to load: needs a library"):
+        anas.cli.load_plugin_modules()

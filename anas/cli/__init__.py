@@ -8,11 +8,12 @@ and exit code 2.
 from __future__ import annotations
 
 import sys
+from importlib.metadata import entry_points
 
 import typer
 
 from anas import __version__
-from anas.errors import AnasError
+from anas.errors import AnasError, one_line
 
 app = typer.Typer(
     name="anas",
@@ -37,6 +38,32 @@ def _root(
     """Two-stage, weight-sharing neural architecture search (AttentiveNAS style)."""
 
 
+PLUGIN_GROUP = "anas.plugins"
+"""Entry-point group of packages that add plug-ins: each entry point names a module whose
+import registers them (``[project.entry-points."anas.plugins"]`` in the package's
+pyproject.toml); the command line imports them all before it runs."""
+
+
+def load_plugin_modules() -> list[str]:
+    """Import the modules of every ``anas.plugins`` entry point; a module that fails to
+    import is a one-line error naming it."""
+    loaded = []
+    for entry_point in entry_points(group=PLUGIN_GROUP):
+        try:
+            entry_point.load()
+        except Exception as exc:  # whatever a third-party module raises on import
+            raise AnasError(f"plug-in {entry_point.name} ({entry_point.value}) failed to load: {one_line(exc)}") from None
+        loaded.append(entry_point.name)
+    return loaded
+
+
+# Third-party plug-ins first, so that the commands' help lists them; an error is reported by main().
+try:
+    load_plugin_modules()
+    _plugin_error: AnasError | None = None
+except AnasError as exc:
+    _plugin_error = exc
+
 # The commands register themselves, in the order of the user's journey.
 from anas.cli import profile as _profile  # noqa: E402,F401,I001  (registers `anas profile`)
 from anas.cli import train as _train  # noqa: E402,F401  (registers `anas train`)
@@ -48,6 +75,8 @@ from anas.cli import export as _export  # noqa: E402,F401  (registers `anas expo
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code instead of raising SystemExit."""
     try:
+        if _plugin_error is not None:
+            raise _plugin_error
         result = app(args=argv, prog_name="anas", standalone_mode=False)
     except AnasError as exc:
         _fail(str(exc))

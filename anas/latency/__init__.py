@@ -1,0 +1,2 @@
+"""Latency on real hardware: timing static networks (``measure``) and what ``anas
+profile`` reports (``profile``)."""

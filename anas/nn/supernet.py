@@ -39,13 +39,15 @@ def crop(tensor: torch.Tensor, *sizes: int) -> torch.Tensor:
     On the ``cifar`` space's smallest subnet at batch 64, the strided view measured
     0.5-1.5 % less supernet/static time than chained indexing (same process, paired
     rounds, four runs)."""
-    shape = tuple(tensor.shape)
-    sizes = sizes + shape[len(sizes):]
+    shape = tensor.shape
+    sizes = (*sizes, *shape[len(sizes):])
     if sizes == shape:
         return tensor
     strides = tensor.stride()
-    centre = sum((shape[dim] - sizes[dim]) // 2 * strides[dim] for dim in range(2, len(shape)))
-    return tensor.as_strided(sizes, strides, tensor.storage_offset() + centre)
+    offset = tensor.storage_offset()
+    for dim in range(2, len(shape)):  # centre the spatial dimensions
+        offset += (shape[dim] - sizes[dim]) // 2 * strides[dim]
+    return tensor.as_strided(sizes, strides, offset)
 
 
 class DynamicBatchNorm2d(nn.BatchNorm2d):
@@ -58,7 +60,7 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
         weight, bias = crop(self.weight, c), crop(self.bias, c)
         if self.training and not self.update_stats:
             return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
-        return F.batch_norm(x, crop(self.running_mean, c), crop(self.running_var, c), weight, bias, self.training,
+        return F.batch_norm(x, self.running_mean[:c], self.running_var[:c], weight, bias, self.training,
                             self.momentum, self.eps)
 
 

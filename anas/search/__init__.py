@@ -1,0 +1,3 @@
+"""Stage two: the search problem (``problem``), strategies found by name
+(``strategies``), what a search writes (``outputs``) and the whole command
+(``runner``)."""
