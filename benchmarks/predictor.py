@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 from sklearn.ensemble import RandomForestRegressor
 
-from anas.space.arch import ArchBatch, sample_archs
-from anas.space.cost import batch_costs
 from anas.predict.features import feature_matrix
 from anas.predict.kinds import PredictorConfig
 from anas.predict.kinds.lightgbm import LightGBMPredictor as Predictor
 from anas.predict.metrics import rank_metrics
 from anas.predict.synthetic import synthetic_acc1
+from anas.space.arch import ArchBatch, sample_archs
+from anas.space.cost import batch_costs
 from anas.space.schema import load_space
 from anas.space.table import archs_to_frame, write_table
 

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from anas.space.arch import sample_archs
 from anas.predict.kinds.lightgbm import LightGBMPredictor
+from anas.predict.synthetic import synthetic_acc1
 from anas.search.problem import Band, SearchProblem
 from anas.search.runner import search
 from anas.search.strategies import STRATEGIES
+from anas.space.arch import sample_archs
 from anas.space.schema import load_space
-from anas.predict.synthetic import synthetic_acc1
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BANDS = ((200, 225), (300, 350), (400, 600), (700, 720))

@@ -40,12 +40,12 @@ import torch
 import torch.nn.functional as F
 
 from anas.cli.allocator import keep_freed_memory
-from anas.space.arch import largest_arch, sample_archs, smallest_arch
-from anas.train.rundir import RunDir
-from anas.space.schema import load_space
 from anas.nn.supernet import Supernet
+from anas.space.arch import largest_arch, sample_archs, smallest_arch
+from anas.space.schema import load_space
 from anas.train.config import build_config
 from anas.train.loop import Trainer
+from anas.train.rundir import RunDir
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZES = {"cifar": 64, "attentive-nas": 16}  # space: batch per step

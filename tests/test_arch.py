@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from anas.space.arch import Arch, ArchBatch, arch_from_dict, largest_arch, parse_arch, sample_archs, smallest_arch
 from anas.errors import ArchError
+from anas.space.arch import Arch, ArchBatch, arch_from_dict, largest_arch, parse_arch, sample_archs, smallest_arch
 
 A0 = {
     "resolution": 192,

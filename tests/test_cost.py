@@ -3,10 +3,10 @@ import pytest
 import torch
 from ptflops import get_model_complexity_info
 
+from anas.nn.static import StaticNet
 from anas.space.arch import ArchBatch, parse_arch, sample_archs
 from anas.space.cost import arch_costs, batch_costs
 from anas.space.schema import load_space
-from anas.nn.static import StaticNet
 
 PUBLISHED_MFLOPS = {"a0": 203.4, "a1": 279.2, "a2": 316.7, "a3": 356.5, "a4": 443.5, "a5": 490.5, "a6": 709.0}
 

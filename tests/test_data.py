@@ -6,8 +6,8 @@ import torch
 import torchvision
 from PIL import Image
 
-from anas.train.data import DataConfig, load_data, make_loader
 from anas.errors import DataError
+from anas.train.data import DataConfig, load_data, make_loader
 
 
 @pytest.fixture(scope="module")

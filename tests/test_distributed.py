@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from anas.evaluate.trained import load_trained_run
 from anas.space.arch import largest_arch, smallest_arch
 from anas.train.rundir import RunDir, load_checkpoint
-from anas.evaluate.trained import load_trained_run
 
 OPTIONS = {"space": "tiny", "data": "fake", "batch_size": 8, "epochs": 1, "calib_batches": 1,
            "prior_samples": 1000, "sampler": "recording-k3"}  # BestUp-k3 that notes its draws

@@ -35,10 +35,10 @@ def test_evaluate_top1_top5():
 
 
 def test_subnets_are_evaluated_at_their_own_resolution():
-    from anas.space.arch import smallest_arch
     from anas.nn.evaluate import evaluate_subnet
-    from anas.space.schema import load_space
     from anas.nn.supernet import Supernet
+    from anas.space.arch import smallest_arch
+    from anas.space.schema import load_space
 
     space = load_space("tiny")
     supernet = Supernet(space)

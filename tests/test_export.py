@@ -12,15 +12,15 @@ import torch
 from conftest import assert_one_line_error
 
 import anas.export.subnet as export_module
-from anas.space.arch import parse_arch
 from anas.cli import main
 from anas.errors import CheckpointError
+from anas.evaluate.trained import load_trained_run
 from anas.export.io import EXPORT_BATCH
 from anas.export.pt import load_subnet
 from anas.export.subnet import prepare_subnet, validation_images
+from anas.space.arch import parse_arch
 from anas.space.schema import space_from_dict
 from anas.train.loop import start_training
-from anas.evaluate.trained import load_trained_run
 
 FORMATS = {"onnx": "onnx", "torchscript": "ts", "pt": "pt"}
 # A search result as `anas search` writes it: the subnet plus keys that --arch ignores.

@@ -3,8 +3,6 @@ import json
 import numpy as np
 import pytest
 
-from anas.space.arch import ArchBatch, largest_arch, sample_archs, smallest_arch
-from anas.space.cost import batch_costs
 from anas.errors import AnasError, TableError
 from anas.predict.features import feature_matrix, feature_names
 from anas.predict.folder import load_predictor, save_predictor
@@ -12,6 +10,8 @@ from anas.predict.kinds import PredictorConfig, PredictorError
 from anas.predict.kinds.lightgbm import LightGBMPredictor as Predictor
 from anas.predict.metrics import rank_metrics, split_indices
 from anas.predict.records import read_records
+from anas.space.arch import ArchBatch, largest_arch, sample_archs, smallest_arch
+from anas.space.cost import batch_costs
 from anas.space.sampling import spread_sample
 from anas.space.table import archs_to_frame, write_table
 

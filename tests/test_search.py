@@ -5,16 +5,16 @@ import pandas as pd
 import pytest
 from conftest import assert_one_line_error
 
-from anas.space.arch import ArchBatch, parse_arch, sample_archs
-from anas.space.cost import batch_costs, index_costs
 from anas.errors import AnasError
 from anas.predict.folder import save_predictor
 from anas.predict.kinds import PredictorConfig
 from anas.predict.kinds.lightgbm import LightGBMPredictor as Predictor
+from anas.predict.synthetic import synthetic_acc1
 from anas.search.outputs import pareto_mask
 from anas.search.problem import Band, Genome, SearchProblem, parse_band
 from anas.search.runner import search
-from anas.predict.synthetic import synthetic_acc1
+from anas.space.arch import ArchBatch, parse_arch, sample_archs
+from anas.space.cost import batch_costs, index_costs
 from anas.space.table import setting_columns
 
 

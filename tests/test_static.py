@@ -1,9 +1,9 @@
 import numpy as np
 import torch
 
+from anas.nn.static import InvertedResidual, StaticNet
 from anas.space.arch import largest_arch, parse_arch, sample_archs, smallest_arch
 from anas.space.schema import load_space
-from anas.nn.static import InvertedResidual, StaticNet
 
 
 def test_forward_at_the_subnet_resolution_for_every_space():

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from anas.space.arch import largest_arch, sample_archs, smallest_arch
-from anas.space.schema import load_space
 from anas.nn.static import ConvBNAct, SqueezeExcite
 from anas.nn.supernet import DynamicConvBNAct, DynamicSqueezeExcite, Supernet, crop
+from anas.space.arch import largest_arch, sample_archs, smallest_arch
+from anas.space.schema import load_space
 
 
 def _randomize(model: torch.nn.Module, seed: int = 0) -> None:

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from anas.errors import TableError
 from anas.space.arch import sample_archs
 from anas.space.cost import batch_costs
-from anas.errors import TableError
 from anas.space.table import archs_to_frame, frame_to_archs, read_table, setting_columns, write_table
 
 

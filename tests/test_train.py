@@ -6,12 +6,12 @@ import yaml
 from conftest import assert_one_line_error
 
 from anas.errors import AnasError
-from anas.train.rundir import RunDir, load_checkpoint
 from anas.space.schema import load_space
 from anas.train.config import build_config
 from anas.train.loop import Trainer, resume_training, start_training
 from anas.train.recipe import parameter_groups, warmup_cosine
 from anas.train.regularizers.kd import soft_cross_entropy
+from anas.train.rundir import RunDir, load_checkpoint
 
 FAST = {"space": "tiny", "data": "fake", "batch_size": 16, "calib_batches": 2, "prior_samples": 2000, "epochs": 2}
 

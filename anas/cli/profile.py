@@ -9,12 +9,12 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from anas.space.arch import parse_arch
 from anas.cli import app
 from anas.cli.common import err, out, print_json
 from anas.errors import AnasError
 from anas.latency.measure import LatencyConfig
 from anas.latency.profile import ArchProfile, cost_table, profile_arch, summarize_space
+from anas.space.arch import parse_arch
 from anas.space.schema import load_space
 from anas.space.table import write_table
 

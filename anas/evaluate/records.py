@@ -14,8 +14,8 @@ import pandas as pd
 
 from anas.errors import AnasError
 from anas.evaluate.trained import TrainedRun
-from anas.progress import progress_bars
 from anas.predict.records import read_records, record_frame, unrecorded
+from anas.progress import progress_bars
 from anas.space.arch import Arch
 from anas.space.sampling import spread_sample
 from anas.space.space import SearchSpace

@@ -10,15 +10,15 @@ from typing import Any
 
 import torch
 
-from anas.space.arch import Arch
-from anas.train.data import DataConfig, DataSplits, calibration_loader, evaluation_loader, load_data
 from anas.errors import CheckpointError, one_line
 from anas.nn.evaluate import EvalResult, evaluate_subnet
-from anas.train.rundir import RunDir, checkpoint_space
-from anas.space.space import SearchSpace
 from anas.nn.static import StaticNet
 from anas.nn.supernet import Supernet
+from anas.space.arch import Arch
+from anas.space.space import SearchSpace
 from anas.train.config import TrainConfig, saved_config
+from anas.train.data import DataConfig, DataSplits, calibration_loader, evaluation_loader, load_data
+from anas.train.rundir import RunDir, checkpoint_space
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from anas import __version__
-from anas.device import check_device_name, resolve_device
+from anas.device import resolve_device
 from anas.errors import AnasError, OutputError
 from anas.evaluate.trained import TrainedRun, load_trained_run
 from anas.export import onnx, pt, torchscript

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from anas.latency.measure import LatencyConfig, measure_latency
+from anas.nn.static import StaticNet
 from anas.space.arch import Arch, ArchBatch, largest_arch, sample_archs, smallest_arch
 from anas.space.cost import arch_costs, batch_costs
-from anas.latency.measure import LatencyConfig, measure_latency
 from anas.space.space import SearchSpace
-from anas.nn.static import StaticNet
 from anas.space.table import archs_to_frame
 
 

@@ -11,10 +11,10 @@ import pandas as pd
 
 from anas.errors import AnasError
 from anas.io import json_safe
+from anas.plots import new_figure, save_png
 from anas.predict.folder import save_predictor
 from anas.predict.kinds import PREDICTOR_KINDS, PredictorConfig
 from anas.predict.metrics import rank_metrics, split_indices
-from anas.plots import new_figure, save_png
 from anas.space.space import SearchSpace
 from anas.space.table import frame_to_archs
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from anas.space.arch import Arch, ArchBatch, concat_batches, largest_arch, sample_archs, sample_archs_by_size, smallest_arch
+from anas.space.arch import (
+    Arch,
+    ArchBatch,
+    concat_batches,
+    largest_arch,
+    sample_archs,
+    sample_archs_by_size,
+    smallest_arch,
+)
 from anas.space.cost import batch_costs
 from anas.space.space import SearchSpace
 

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anas.space.arch import LIST_SETTINGS, ArchBatch
-from anas.space.cost import Costs
 from anas.errors import TableError
 from anas.io import atomic_write
+from anas.space.arch import LIST_SETTINGS, ArchBatch
+from anas.space.cost import Costs
 from anas.space.space import SearchSpace
+
 
 def setting_columns(space: SearchSpace) -> list[str]:
     columns = ["resolution"]

@@ -27,8 +27,15 @@ from anas.space.schema import load_space, space_to_dict
 from anas.space.space import SearchSpace
 from anas.train.config import TrainConfig, build_config, config_from_mapping, read_config_file
 from anas.train.data import DataConfig, DataSplits, calibration_loader, evaluation_loader, load_data, make_loader
-from anas.train.distributed import (DistContext, all_reduce_mean, all_reduce_sum, barrier, broadcast_parameters,
-                                    init_distributed, shutdown)
+from anas.train.distributed import (
+    DistContext,
+    all_reduce_mean,
+    all_reduce_sum,
+    barrier,
+    broadcast_parameters,
+    init_distributed,
+    shutdown,
+)
 from anas.train.estimators import EstimatorContext, build_estimator
 from anas.train.recipe import autocast_factory, parameter_groups, warmup_cosine
 from anas.train.regularizers import RegularizerContext, build_regularizers

@@ -12,15 +12,15 @@ from anas.search.strategies.base import register_strategy
 def run_nsga2(problem: SearchProblem, budget: int, seed: int, population: int = 256) -> None:
     """NSGA-II from pymoo on integer genes, with band sampling and band repair."""
     from pymoo.algorithms.moo.nsga2 import NSGA2, binary_tournament
-    from pymoo.core.mating import Mating
-    from pymoo.operators.selection.tournament import TournamentSelection
     from pymoo.core.duplicate import DuplicateElimination
+    from pymoo.core.mating import Mating
     from pymoo.core.problem import Problem
     from pymoo.core.repair import Repair
     from pymoo.core.sampling import Sampling
     from pymoo.operators.crossover.sbx import SBX
     from pymoo.operators.mutation.pm import PM
     from pymoo.operators.repair.rounding import RoundingRepair
+    from pymoo.operators.selection.tournament import TournamentSelection
     from pymoo.optimize import minimize
 
     rng = np.random.default_rng(seed)

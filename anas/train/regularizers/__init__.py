@@ -2,8 +2,16 @@
 registers the built-in one (``kd``, in-place distillation)."""
 
 from anas.train.regularizers import kd  # noqa: F401  (register the built-ins)
-from anas.train.regularizers.base import (REGULARIZERS, ROLES, Regularizer, RegularizerContext, StepState,
-                                          build_regularizers, check_regularizers, register_regularizer)
+from anas.train.regularizers.base import (
+                                          REGULARIZERS,
+                                          ROLES,
+                                          Regularizer,
+                                          RegularizerContext,
+                                          StepState,
+                                          build_regularizers,
+                                          check_regularizers,
+                                          register_regularizer,
+)
 
 __all__ = ["REGULARIZERS", "ROLES", "Regularizer", "RegularizerContext", "StepState", "build_regularizers",
            "check_regularizers", "register_regularizer"]

@@ -6,8 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from anas.space.arch import Arch
-from anas.space.arch import sample_archs
+from anas.space.arch import Arch, sample_archs
 from anas.train.samplers.base import SamplerContext, register_sampler
 
 
