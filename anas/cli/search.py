@@ -42,7 +42,7 @@ def search_command(
         print_json(_json_record(report))
         return
     for what, path in report.chosen.items():
-        err.print(f"{what}: {path} (the latest under ./runs)")
+        err.print(f"{what}: {path} (taken by default: --{what} names another)")
     _show(report)
 
 

@@ -155,8 +155,7 @@ def check_options(fmt: str, config: ExportConfig) -> None:
 def latest_search_result(run_path: str | Path) -> Path | None:
     """The newest ``search-*/best.json`` in a run folder (``anas search`` writes it there
     when the run folder holds the predictor), or None."""
-    found = sorted(Path(run_path).glob("search-*/best.json"), key=lambda path: path.stat().st_mtime)
-    return found[-1] if found else None
+    return max(Path(run_path).glob("search-*/best.json"), key=lambda path: path.stat().st_mtime, default=None)
 
 
 def default_output(run_path: str | Path, arch_spec: str, fmt: str) -> Path:

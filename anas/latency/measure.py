@@ -45,6 +45,11 @@ def measure_latency(model: nn.Module, resolution: int, config: LatencyConfig, in
     return statistics.median(times) * 1000.0
 
 
+def subnet_latency(space: SearchSpace, arch: Arch, config: LatencyConfig, num_classes: int | None = None) -> float:
+    """Median forward time in milliseconds of the static network of ``arch``."""
+    return measure_latency(StaticNet(space, arch, num_classes), arch.resolution, config, space.in_channels)
+
+
 class LatencyCache:
     """Latency of the static networks of subnets on one device, each measured once."""
 
@@ -54,6 +59,5 @@ class LatencyCache:
 
     def __call__(self, arch: Arch) -> float:
         if arch not in self.measured:
-            net = StaticNet(self.space, arch, self.num_classes)
-            self.measured[arch] = measure_latency(net, arch.resolution, self.config, self.space.in_channels)
+            self.measured[arch] = subnet_latency(self.space, arch, self.config, self.num_classes)
         return self.measured[arch]

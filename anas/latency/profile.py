@@ -10,8 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from anas.latency.measure import LatencyConfig, measure_latency
-from anas.nn.static import StaticNet
+from anas.latency.measure import LatencyConfig, subnet_latency
 from anas.space.arch import Arch, ArchBatch, largest_arch, sample_archs, smallest_arch
 from anas.space.cost import arch_costs, batch_costs
 from anas.space.space import SearchSpace
@@ -35,10 +34,7 @@ class ArchProfile:
 def profile_arch(space: SearchSpace, arch: Arch, num_classes: int | None = None,
                  latency: LatencyConfig | None = None) -> ArchProfile:
     mflops, params_m = arch_costs(space, arch, num_classes)
-    latency_ms = None
-    if latency is not None:
-        net = StaticNet(space, arch, num_classes)
-        latency_ms = measure_latency(net, arch.resolution, latency, space.in_channels)
+    latency_ms = subnet_latency(space, arch, latency, num_classes) if latency is not None else None
     return ArchProfile(arch, mflops, params_m, latency_ms)
 
 

@@ -1,6 +1,6 @@
 """The static (plain) network of one subnet: a standalone ``torch.nn.Module``.
 
-It needs no supernet: ``build_static_net(space, arch)`` gives a freshly initialized network
+It needs no supernet: ``StaticNet(space, arch)`` gives a freshly initialized network
 whose layers have exactly the shapes of the subnet. The supernet's ``get_active_subnet()``
 returns the same class with the shared weights copied in, and ``anas export`` ships it.
 """

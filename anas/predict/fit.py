@@ -62,7 +62,7 @@ def fit_and_report(space: SearchSpace, records: pd.DataFrame, out: str | Path, *
     report = FitReport(space.name, PREDICTOR_KINDS.name_of(predictor_kind), metrics, len(train_acc), len(test_acc),
                        n_records)
     predictor.meta.update(n_records=n_records, n_test=len(test_acc))
-    report.paths = save_predictor(predictor, out, json_safe(metrics))
+    report.paths = save_predictor(predictor, out, metrics)  # written as strict JSON (NaN as null)
     if plot:
         report.paths["plot"] = str(scatter_plot(test_acc, predicted, Path(out) / "predictor.png", space.name, metrics))
     return report

@@ -148,12 +148,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 def build_config(overrides: dict[str, Any], base: dict[str, Any] | None = None) -> TrainConfig:
     """Defaults, then ``base`` (a config file or a run's config), then ``overrides``
     (options left at None are not given)."""
-    values = {**(base or {}), **{k: v for k, v in overrides.items() if v is not None}}
-    try:
-        config = TrainConfig(**values)
-    except TypeError as exc:
-        raise AnasError(f"bad training option: {exc}") from None
-    _check_types(config)
+    config = _typed_config({**(base or {}), **{k: v for k, v in overrides.items() if v is not None}})
     config.validate()
     return config
 
@@ -162,10 +157,15 @@ def saved_config(data: Any, source: str) -> TrainConfig:
     """The configuration a run was trained with (its checkpoint's): read as it is, since
     it was validated when the run started; plug-ins it names need not be registered in
     this process (a run trained with a third-party sampler still loads for evaluation)."""
+    return _typed_config(config_from_mapping(data, source), f"{source}: ")
+
+
+def _typed_config(values: dict[str, Any], where: str = "") -> TrainConfig:
+    """A ``TrainConfig`` of ``values`` whose types are checked (``where`` prefixes errors)."""
     try:
-        config = TrainConfig(**config_from_mapping(data, source))
+        config = TrainConfig(**values)
     except TypeError as exc:
-        raise AnasError(f"{source}: bad training option: {exc}") from None
+        raise AnasError(f"{where}bad training option: {exc}") from None
     _check_types(config)
     return config
 

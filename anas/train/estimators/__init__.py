@@ -3,12 +3,12 @@ registers the built-in ones (``loss``, ``predictor``)."""
 
 from anas.train.estimators import loss, predictor  # noqa: F401  (register the built-ins)
 from anas.train.estimators.base import (
-                                        ESTIMATORS,
-                                        Estimator,
-                                        EstimatorContext,
-                                        build_estimator,
-                                        check_estimator_config,
-                                        register_estimator,
+    ESTIMATORS,
+    Estimator,
+    EstimatorContext,
+    build_estimator,
+    check_estimator_config,
+    register_estimator,
 )
 
 __all__ = ["ESTIMATORS", "Estimator", "EstimatorContext", "build_estimator", "check_estimator_config",

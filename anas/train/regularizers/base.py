@@ -28,9 +28,6 @@ from anas.space.space import SearchSpace
 if TYPE_CHECKING:
     from anas.train.config import TrainConfig
 
-ROLES = ("largest", "middle", "smallest")
-
-
 @dataclass
 class RegularizerContext:
     space: SearchSpace
