@@ -61,3 +61,29 @@ def test_tiny_largest_trains(tiny):
     loss = torch.nn.functional.cross_entropy(net(x), y)
     loss.backward()
     assert all(p.grad is not None for p in net.parameters())
+
+
+def test_regularize_gives_the_supernets_drop_connect_rates_and_acts_only_in_training(tiny):
+    from anas.nn.supernet import Supernet
+
+    arch = sample_archs(tiny, 1, np.random.default_rng(2))[0]
+    supernet = Supernet(tiny)
+    supernet.set_active(arch, dropout=0.3, drop_connect=0.2, drop_connect_stages=2)
+    expected = [block.drop_connect for _, block in supernet.active_modules()[1:-1]]
+    net = StaticNet(tiny, arch)
+    net.regularize(0.3, 0.2, 2)
+    assert [block.drop_connect for block in net.blocks] == expected
+    assert any(rate > 0 for rate in expected) and net.head.dropout.p == 0.3
+    x = torch.randn(8, 3, arch.resolution, arch.resolution)
+    for block in net.blocks:
+        torch.nn.init.normal_(block.project.bn.weight)  # a residual branch that is not zero
+    net.eval()
+    quiet = net(x)
+    net.regularize(0.0, 0.0, 2)
+    assert torch.equal(net(x), quiet)  # eval mode: neither dropout nor drop-connect
+    net.train()
+    torch.manual_seed(0)
+    plain = net(x)
+    net.regularize(0.0, 0.9, 2)
+    torch.manual_seed(0)
+    assert not torch.allclose(net(x), plain)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anas.nn.static import resize
 from anas.space.arch import Arch
 
 
@@ -83,9 +84,7 @@ def at_resolution(batches: Iterable, resolution: int):
     """``(images, labels)`` batches with the images resized to ``resolution`` (bilinear), as
     the supernet resizes its input for a subnet."""
     for images, labels in batches:
-        if images.shape[-1] != resolution or images.shape[-2] != resolution:
-            images = F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False)
-        yield images, labels
+        yield resize(images, resolution), labels
 
 
 def recalibrate_subnet(net: nn.Module, resolution: int, calib_batches: Iterable, num_calib: int,

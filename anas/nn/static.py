@@ -44,6 +44,33 @@ def initialize(network: nn.Module, blocks) -> None:
         nn.init.zeros_(block.project.bn.weight)
 
 
+def resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """``images`` at ``resolution`` x ``resolution`` (bilinear), as every subnet sees its
+    input: the data comes at the space's largest resolution."""
+    if images.shape[-1] == resolution and images.shape[-2] == resolution:
+        return images
+    return F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False)
+
+
+def drop_connect_rates(depth: tuple[int, ...], rate: float, last_stages: int) -> list[float]:
+    """Drop-connect rate of each block of a subnet with ``depth`` blocks per stage: growing
+    linearly with the block's index, ``rate * index / blocks``, in the ``last_stages``
+    last stages, and 0 before them."""
+    total, first_regularized = sum(depth), len(depth) - last_stages
+    stage_of_block = [i for i, d in enumerate(depth) for _ in range(d)]
+    return [rate * index / total if stage >= first_regularized else 0.0 for index, stage in enumerate(stage_of_block)]
+
+
+def drop_connect(residual: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
+    """Zero a block's residual branch for a random ``rate`` share of the samples (in
+    training), scaling the kept ones by ``1 / (1 - rate)``."""
+    if not training or rate <= 0:
+        return residual
+    keep = 1.0 - rate
+    mask = torch.rand(residual.shape[0], 1, 1, 1, device=residual.device, dtype=residual.dtype) < keep
+    return residual * mask / keep
+
+
 class ConvBNAct(nn.Module):
     """Convolution without bias, BatchNorm, optional activation; 'same' padding."""
 
@@ -111,13 +138,14 @@ class InvertedResidual(nn.Module):
         self.project = ConvBNAct(hidden, c_out, 1, activation=None)
         identity = stride == 1 and c_in == c_out
         self.shortcut = None if identity else Shortcut(c_in, c_out, stride)
+        self.drop_connect = 0.0  # set by StaticNet.regularize for training
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = x if self.expand is None else self.expand(x)
         out = self.depthwise(out)
         if self.se is not None:
             out = self.se(out)
-        out = self.project(out)
+        out = drop_connect(self.project(out), self.drop_connect, self.training)
         return out + (x if self.shortcut is None else self.shortcut(x))
 
 
@@ -169,6 +197,15 @@ class StaticNet(nn.Module):
 
     def reset_parameters(self) -> None:
         initialize(self, self.blocks)
+
+    def regularize(self, dropout: float, drop_connect_rate: float, drop_connect_stages: int) -> None:
+        """The training regularization of the supernet's largest subnet: ``dropout`` before
+        the classifier and drop-connect (:func:`drop_connect_rates`); both act only in
+        training mode."""
+        self.head.dropout.p = dropout
+        for block, rate in zip(self.blocks, drop_connect_rates(self.arch.depth, drop_connect_rate,
+                                                                drop_connect_stages)):
+            block.drop_connect = rate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.first_conv(x)))

@@ -23,7 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anas.nn.static import PooledConv, StaticNet, initialize, make_activation
+from anas.nn.static import (
+    PooledConv,
+    StaticNet,
+    drop_connect,
+    drop_connect_rates,
+    initialize,
+    make_activation,
+    resize,
+)
 from anas.space.arch import Arch, largest_arch
 from anas.space.space import SearchSpace, hidden_width, se_width
 
@@ -187,11 +195,7 @@ class DynamicInvertedResidual(nn.Module):
         out = self.depthwise(out)
         if self.se is not None:
             out = self.se(out)
-        out = self.project(out)
-        if self.training and self.drop_connect > 0:
-            keep = 1.0 - self.drop_connect
-            mask = torch.rand(out.shape[0], 1, 1, 1, device=out.device, dtype=out.dtype) < keep
-            out = out * mask / keep
+        out = drop_connect(self.project(out), self.drop_connect, self.training)
         return out + (x if self.identity else self.shortcut(x))
 
 
@@ -258,16 +262,13 @@ class Supernet(nn.Module):
         self.active_arch = arch
         self.first_conv.active_out = arch.width[0]
         c_in = arch.width[0]
-        total_blocks = sum(arch.depth)
-        index = 0
-        first_regularized = self.space.num_stages - drop_connect_stages
+        rates = iter(drop_connect_rates(arch.depth, drop_connect, drop_connect_stages))
         for i, stage in enumerate(self.stages):
             c_out = arch.width[i + 1]
             for j in range(arch.depth[i]):
                 block = stage[j]
                 block.choose(BlockChoice(c_in if j == 0 else c_out, c_out, arch.kernel_size[i], arch.expand_ratio[i]))
-                block.drop_connect = drop_connect * index / total_blocks if i >= first_regularized else 0.0
-                index += 1
+                block.drop_connect = next(rates)
             c_in = c_out
         self.head.choose(c_in, arch.width[-1])
         self.head.dropout = dropout
@@ -286,9 +287,7 @@ class Supernet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         arch = self.active_arch
-        if x.shape[-1] != arch.resolution or x.shape[-2] != arch.resolution:
-            x = F.interpolate(x, size=(arch.resolution, arch.resolution), mode="bilinear", align_corners=False)
-        x = self.first_conv(x)
+        x = self.first_conv(resize(x, arch.resolution))
         for stage, depth in zip(self.stages, arch.depth):
             for block in islice(stage, depth):
                 x = block(x)

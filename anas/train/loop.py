@@ -39,9 +39,9 @@ from anas.train.distributed import (
 from anas.train.estimators import EstimatorContext, build_estimator
 from anas.train.recipe import autocast_factory, parameter_groups, warmup_cosine
 from anas.train.regularizers import RegularizerContext, build_regularizers
-from anas.train.rundir import RunDir, capture_rng_state, checkpoint_space, restore_rng_state
+from anas.train.rundir import CHECKPOINT_FORMAT, RunDir, capture_rng_state, checkpoint_space, restore_rng_state
 from anas.train.samplers import SamplerContext, build_sampler
-from anas.train.step import SandwichParts, StepLosses, sandwich_step
+from anas.train.step import SandwichParts, StepLosses, StepParts, sandwich_step
 
 
 @dataclass
@@ -74,11 +74,19 @@ class TrainSummary:
 
 class Trainer:
     """One run: ``fit()`` trains it to the end of its schedule. ``process_notes`` are
-    process-wide settings the caller made (the command line's), written to train.log."""
+    process-wide settings the caller made (the command line's), written to train.log;
+    ``dist`` replaces the ``torchrun`` job's context (a rank training on its own).
+
+    What is trained is a supernet with the sandwich rule; a subclass changes it by
+    overriding ``describe``, ``build_model``, ``build_parts``, ``train_step``, ``plugin_state`` /
+    ``load_plugin_state``, ``evaluate_now`` and ``_summary`` (see
+    :mod:`anas.train.standalone`)."""
+
+    checkpoint_format = CHECKPOINT_FORMAT
 
     def __init__(self, config: TrainConfig, run_dir: RunDir, space: SearchSpace, resume_state: dict | None = None,
                  progress: bool = True, on_epoch_end: Callable[[int, dict], None] | None = None,
-                 process_notes: tuple[str, ...] = ()):
+                 process_notes: tuple[str, ...] = (), dist: DistContext | None = None):
         self.config = config
         self.run_dir = run_dir
         self.space = space
@@ -87,7 +95,7 @@ class Trainer:
         self.process_notes = process_notes
         self.device = resolve_device(config.device, allow_auto=True)
         self.autocast = autocast_factory(config.amp, self.device)
-        self.dist: DistContext = init_distributed(self.device.type)
+        self.dist: DistContext = init_distributed(self.device.type) if dist is None else dist
         if self.device.type == "cuda" and self.dist.enabled:
             self.device = torch.device("cuda", self.dist.local_rank)
         self.data: DataSplits = load_data(DataConfig(
@@ -98,14 +106,14 @@ class Trainer:
         if self.num_classes < self.data.num_classes:
             raise AnasError(f"--num-classes {self.num_classes} is below the {self.data.num_classes} classes of the data")
         torch.manual_seed(config.seed)
-        self.model = Supernet(space, self.num_classes).to(self.device)
+        self.model = self.build_model().to(self.device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         broadcast_parameters(self.model, self.dist)
         self.steps_per_epoch = len(self._train_loader(0))
         if self.steps_per_epoch == 0:
             raise AnasError(f"the training split has fewer images than one batch ({config.batch_size})")
-        self.parts = self._sandwich_parts()
+        self.parts = self.build_parts()
         self.epoch = 0
         self.step_in_epoch = 0
         self.global_step = 0
@@ -115,27 +123,60 @@ class Trainer:
         if resume_state is not None:
             self._load_state(resume_state)
 
-    def _sandwich_parts(self) -> SandwichParts:
+    # -- what is trained, and how (a subclass overrides these) ---------------------------
+
+    def describe(self) -> str:
+        """What is trained, in train.log."""
+        return f"supernet of space {self.space.name}, sampler {self.config.sampler}"
+
+    def build_model(self) -> torch.nn.Module:
+        return Supernet(self.space, self.num_classes)
+
+    def build_parts(self) -> StepParts:
         config, space, model = self.config, self.space, self.model
-        world_batch = config.batch_size * self.dist.world_size
-        optimizer = torch.optim.SGD(parameter_groups(model, config.weight_decay), lr=config.lr * world_batch / 256,
-                                    momentum=config.momentum, nesterov=config.nesterov)
-        total = self.steps_per_epoch * config.epochs
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, warmup_cosine(total, round(config.warmup_epochs * self.steps_per_epoch)))
         estimator_context = EstimatorContext(space, config, model, lambda t: all_reduce_mean(t, self.dist),
                                              self.autocast)
         sampler = build_sampler(config.sampler, SamplerContext(
             space, config, self.num_classes, lambda: build_estimator(config.estimator, estimator_context)))
         return SandwichParts(
-            model=model, optimizer=optimizer, scheduler=scheduler,
-            scaler=torch.amp.GradScaler("cuda", enabled=config.amp == "fp16"), autocast=self.autocast,
-            sampler=sampler, regularizers=build_regularizers(config.regularizer, RegularizerContext(space, config, model)),
-            dist=self.dist, largest=largest_arch(space), smallest=smallest_arch(space),
-            num_middle=config.num_subnets - 2, dropout=space.dropout if config.dropout is None else config.dropout,
+            **self._optimization(), sampler=sampler,
+            regularizers=build_regularizers(config.regularizer, RegularizerContext(space, config, model)),
+            largest=largest_arch(space), smallest=smallest_arch(space), num_middle=config.num_subnets - 2,
+            dropout=space.dropout if config.dropout is None else config.dropout,
             drop_connect=config.drop_connect, drop_connect_stages=config.drop_connect_stages,
-            label_smoothing=config.label_smoothing, grad_clip=config.grad_clip,
         )
+
+    def _optimization(self) -> dict[str, Any]:
+        """The :class:`StepParts` of the recipe: SGD with the learning rate scaled by the
+        global batch, warm-up and cosine schedule, mixed precision, ranks, clipping."""
+        config = self.config
+        world_batch = config.batch_size * self.dist.world_size
+        optimizer = torch.optim.SGD(parameter_groups(self.model, config.weight_decay),
+                                    lr=config.lr * world_batch / 256, momentum=config.momentum,
+                                    nesterov=config.nesterov)
+        total = self.steps_per_epoch * config.epochs
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, warmup_cosine(total, round(config.warmup_epochs * self.steps_per_epoch)))
+        return dict(model=self.model, optimizer=optimizer, scheduler=scheduler,
+                    scaler=torch.amp.GradScaler("cuda", enabled=config.amp == "fp16"), autocast=self.autocast,
+                    dist=self.dist, label_smoothing=config.label_smoothing, grad_clip=config.grad_clip)
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> StepLosses:
+        return sandwich_step(self.parts, images, labels, self.global_step)
+
+    def plugin_state(self) -> dict[str, Any]:
+        """The states of the sampler and the regularizers, for the checkpoint."""
+        return {"sampler": self.parts.sampler.state_dict(),
+                "regularizers": [regularizer.state_dict() for regularizer in self.parts.regularizers]}
+
+    def load_plugin_state(self, state: dict[str, Any]) -> None:
+        self.parts.sampler.load_state_dict(state["sampler"])
+        for regularizer, saved in zip(self.parts.regularizers, state.get("regularizers", [])):
+            regularizer.load_state_dict(saved)
+
+    def evaluate_now(self) -> dict[str, EvalResult]:
+        """What an evaluation measures: the smallest and the largest subnet."""
+        return {"smallest": self.evaluate(self.parts.smallest), "largest": self.evaluate(self.parts.largest)}
 
     def _train_loader(self, epoch: int):
         return make_loader(self.data.train, self.config.batch_size, shuffle=True, seed=self.config.seed,
@@ -157,8 +198,7 @@ class Trainer:
             "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
             "rng": capture_rng_state(),
-            "sampler": parts.sampler.state_dict(),
-            "regularizers": [regularizer.state_dict() for regularizer in parts.regularizers],
+            **self.plugin_state(),
             "num_classes": self.num_classes,
             "data": {"name": self.config.data, "num_classes": self.data.num_classes,
                      "class_names": list(self.data.class_names),
@@ -172,9 +212,7 @@ class Trainer:
             parts.optimizer.load_state_dict(state["optimizer"])
             parts.scheduler.load_state_dict(state["scheduler"])
             parts.scaler.load_state_dict(state["scaler"])
-            parts.sampler.load_state_dict(state["sampler"])
-            for regularizer, saved in zip(parts.regularizers, state.get("regularizers", [])):
-                regularizer.load_state_dict(saved)
+            self.load_plugin_state(state)
             self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
             self.global_step = int(state["global_step"])
             rng = state["rng"]
@@ -186,13 +224,10 @@ class Trainer:
 
     def save(self) -> None:
         if self.dist.is_main:
-            self.run_dir.save_checkpoint(self.state_dict())
+            self.run_dir.save_checkpoint(self.state_dict(), self.checkpoint_format)
         barrier(self.dist)
 
     # -- training -----------------------------------------------------------------------
-
-    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> StepLosses:
-        return sandwich_step(self.parts, images, labels, self.global_step)
 
     @property
     def current_lr(self) -> float:
@@ -205,7 +240,7 @@ class Trainer:
         if self.dist.is_main:
             self.run_dir.write_config(config.to_dict())
             self.run_dir.log(f"{'resumed at epoch ' + str(self.epoch) if self.global_step else 'started'}: "
-                             f"space {self.space.name}, data {config.data}, sampler {config.sampler}, "
+                             f"{self.describe()}, data {config.data}, "
                              f"{self.dist.world_size} process(es) on {self.device.type}, "
                              f"{self.steps_per_epoch} steps per epoch"
                              f"{''.join(', ' + note for note in self.process_notes)}")
@@ -265,9 +300,6 @@ class Trainer:
         return evaluate_subnet(self.model, arch, calib, config.calib_batches, val, self.device,
                                lambda tally: all_reduce_sum(tally, dist))
 
-    def _evaluate_extremes(self) -> dict[str, EvalResult]:
-        return {"smallest": self.evaluate(self.parts.smallest), "largest": self.evaluate(self.parts.largest)}
-
     def _end_of_epoch(self, stats: EpochStats) -> dict[str, Any]:
         config = self.config
         row: dict[str, Any] = {
@@ -281,11 +313,10 @@ class Trainer:
         }
         evaluate_now = config.eval_every and (self.epoch % config.eval_every == 0 or self.epoch == config.epochs)
         if evaluate_now:  # on every rank, each on its shard of the validation split
-            self.last_eval = (self.epoch, self._evaluate_extremes())
+            self.last_eval = (self.epoch, self.evaluate_now())
         if self.dist.is_main:
             if evaluate_now:
-                row["acc1_smallest"] = self.last_eval[1]["smallest"].acc1
-                row["acc1_largest"] = self.last_eval[1]["largest"].acc1
+                row.update({f"acc1_{name}": result.acc1 for name, result in self.last_eval[1].items()})
             self.metrics.append(row)
             self.run_dir.write_metrics(self.metrics)
             self.run_dir.log(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
@@ -298,7 +329,7 @@ class Trainer:
         was evaluated, else measured now."""
         if self.last_eval and self.last_eval[0] == self.epoch:
             return self.last_eval[1]
-        return self._evaluate_extremes()
+        return self.evaluate_now()
 
     def _summary(self, seconds: float, total_images: int, final: dict[str, EvalResult]) -> TrainSummary:
         summary = TrainSummary(run_dir=str(self.run_dir.path), epochs=self.epoch, seconds=seconds,

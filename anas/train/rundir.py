@@ -34,6 +34,7 @@ from anas.space.schema import space_from_dict
 from anas.space.space import SearchSpace
 
 CHECKPOINT_FORMAT = "anas-supernet-1"
+STANDALONE_FORMAT = "anas-standalone-1"  # a subnet trained on its own by ``anas standalone``
 
 
 class RunDir:
@@ -76,23 +77,31 @@ class RunDir:
         with self.log_path.open("a", encoding="utf-8") as handle:
             handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
-    def save_checkpoint(self, state: dict[str, Any]) -> None:
-        atomic_write(self.checkpoint_path, lambda tmp: torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp))
+    def save_checkpoint(self, state: dict[str, Any], checkpoint_format: str = CHECKPOINT_FORMAT) -> None:
+        atomic_write(self.checkpoint_path, lambda tmp: torch.save({"format": checkpoint_format, **state}, tmp))
 
-    def load_checkpoint(self, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    def load_checkpoint(self, map_location: str | torch.device = "cpu",
+                        checkpoint_format: str = CHECKPOINT_FORMAT) -> dict[str, Any]:
         if not self.path.is_dir():
             raise CheckpointError(f"run folder {self.path} does not exist")
         if not self.has_checkpoint():
             raise CheckpointError(f"run folder {self.path} has no checkpoint ({self.checkpoint_path} is missing)")
-        return load_checkpoint(self.checkpoint_path, map_location)
+        return load_checkpoint(self.checkpoint_path, map_location, checkpoint_format)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read an anas checkpoint safely; anything else is a one-line ``CheckpointError``."""
+FORMAT_NAMES = {CHECKPOINT_FORMAT: "supernet", STANDALONE_FORMAT: "standalone subnet"}
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    checkpoint_format: str = CHECKPOINT_FORMAT) -> dict[str, Any]:
+    """Read an anas checkpoint of ``checkpoint_format`` safely; anything else is a
+    one-line ``CheckpointError``."""
     path = Path(path)
     state = safe_torch_load(path, "checkpoint", map_location)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"checkpoint {path} is not an anas supernet checkpoint")
+    if not isinstance(state, dict) or state.get("format") != checkpoint_format:
+        found = FORMAT_NAMES.get(state.get("format")) if isinstance(state, dict) else None
+        raise CheckpointError(f"checkpoint {path} is not an anas {FORMAT_NAMES[checkpoint_format]} checkpoint"
+                              + (f" (it is a {found} checkpoint)" if found else ""))
     for key in ("space", "config", "model"):
         if key not in state:
             raise CheckpointError(f"checkpoint {path} lacks its {key!r} entry")

@@ -1,4 +1,5 @@
-"""One training step of the sandwich rule, read top to bottom.
+"""One training step, read top to bottom: of the sandwich rule for a supernet, or of one
+static network trained on its own (``anas standalone``).
 
 The largest subnet learns from the labels (label smoothing, dropout, drop-connect); the
 sampled subnets and then the smallest learn from the regularizers' terms (by default
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from anas.nn.static import resize
 from anas.nn.supernet import Supernet
 from anas.space.arch import Arch
 from anas.train.distributed import DistContext, all_reduce_gradients
@@ -24,30 +26,37 @@ from anas.train.samplers import Sampler
 
 
 @dataclass
-class SandwichParts:
-    """Everything a step uses; the loop builds it once per run."""
+class StepParts:
+    """What every step uses; the loop builds it once per run."""
 
-    model: Supernet
+    model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     autocast: Callable[[], AbstractContextManager]
+    dist: DistContext
+    label_smoothing: float
+    grad_clip: float  # by value; 0: off
+
+
+@dataclass
+class SandwichParts(StepParts):
+    """What a sandwich step adds: the subnets and the regularizers' terms."""
+
+    model: Supernet
     sampler: Sampler
     regularizers: list[Regularizer]
-    dist: DistContext
     largest: Arch
     smallest: Arch
     num_middle: int  # sampled subnets per step
     dropout: float  # largest subnet only
     drop_connect: float  # largest subnet only
     drop_connect_stages: int
-    label_smoothing: float
-    grad_clip: float  # by value; 0: off
 
 
 @dataclass(frozen=True)
 class StepLosses:
-    largest: float  # the largest subnet's label loss
+    largest: float  # the label loss (of the largest subnet, in a sandwich step)
     others: float  # mean loss of the sampled and the smallest subnets
 
 
@@ -81,18 +90,36 @@ def sandwich_step(parts: SandwichParts, images: torch.Tensor, labels: torch.Tens
         scaler.scale(sub_loss).backward()
         others += float(sub_loss.detach())
 
-    # average over ranks, clip, one optimizer step
-    params = [p for group in parts.optimizer.param_groups for p in group["params"]]
-    all_reduce_gradients(params, parts.dist)
-    scaler.unscale_(parts.optimizer)
-    if parts.grad_clip > 0:
-        torch.nn.utils.clip_grad_value_(params, parts.grad_clip)
-    scaler.step(parts.optimizer)
-    scaler.update()
-    parts.scheduler.step()
+    optimizer_step(parts)
     for regularizer in parts.regularizers:
         regularizer.after_step(step)
     return StepLosses(float(loss.detach()), others / (len(middle) + 1))
+
+
+def standalone_step(parts: StepParts, images: torch.Tensor, labels: torch.Tensor, resolution: int) -> StepLosses:
+    """One step of a static network trained on its own, with the recipe of the supernet's
+    largest subnet: label loss with label smoothing, the network's own dropout and
+    drop-connect, the input resized to its ``resolution``."""
+    parts.model.train()
+    parts.optimizer.zero_grad(set_to_none=True)
+    with parts.autocast():
+        logits = parts.model(resize(images, resolution))
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=parts.label_smoothing)
+    parts.scaler.scale(loss).backward()
+    optimizer_step(parts)
+    return StepLosses(float(loss.detach()), 0.0)
+
+
+def optimizer_step(parts: StepParts) -> None:
+    """Average the gradients over ranks, clip them, take one optimizer step."""
+    params = [p for group in parts.optimizer.param_groups for p in group["params"]]
+    all_reduce_gradients(params, parts.dist)
+    parts.scaler.unscale_(parts.optimizer)
+    if parts.grad_clip > 0:
+        torch.nn.utils.clip_grad_value_(params, parts.grad_clip)
+    parts.scaler.step(parts.optimizer)
+    parts.scaler.update()
+    parts.scheduler.step()
 
 
 def add_terms(loss: torch.Tensor | None, regularizers: list[Regularizer], step: StepState, role: str, arch: Arch,
