@@ -85,6 +85,20 @@ def read_yaml(path: str | Path, what: str, error: type[AnasError] = AnasError) -
     return parse_yaml(text, f"{what} {path}", error)
 
 
+def read_json(path: str | Path, what: str, error: type[AnasError] = AnasError) -> Any:
+    """The JSON file ``path`` (``what`` names it in messages: "subnet file"); a missing,
+    unreadable or malformed file is one ``error``."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} {path} does not exist")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{what} {path} cannot be read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{what} {path} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+
+
 def json_safe(value: Any) -> Any:
     """``value`` with every non-finite float (NaN, infinity) replaced by None, so that it
     is valid JSON (which has no such numbers)."""

@@ -69,6 +69,7 @@ from anas.cli import profile as _profile  # noqa: E402,F401,I001  (registers `an
 from anas.cli import train as _train  # noqa: E402,F401  (registers `anas train`)
 from anas.cli import predict_fit as _predict_fit  # noqa: E402,F401  (registers `anas predict-fit`)
 from anas.cli import search as _search  # noqa: E402,F401  (registers `anas search`)
+from anas.cli import standalone as _standalone  # noqa: E402,F401  (registers `anas standalone`)
 from anas.cli import export as _export  # noqa: E402,F401  (registers `anas export`)
 
 

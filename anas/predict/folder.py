@@ -4,7 +4,6 @@ written before kinds existed have no ``kind`` entry and are LightGBM's."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import numpy as np
 
 from anas import __version__
 from anas.errors import OutputError
-from anas.io import atomic_write_json
+from anas.io import atomic_write_json, read_json
 from anas.predict.kinds import PREDICTOR_KINDS, Predictor, PredictorError
 from anas.space.schema import space_from_dict, space_to_dict
 
@@ -63,10 +62,7 @@ def load_predictor(folder: str | Path) -> Predictor:
         raise PredictorError(f"predictor folder {folder} does not exist")
     if not sidecar_path.is_file():
         raise PredictorError(f"predictor folder {folder} has no {SIDECAR}: fit one with anas predict-fit")
-    try:
-        meta = json.loads(sidecar_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PredictorError(f"{sidecar_path} is not valid JSON: {exc}") from None
+    meta = read_json(sidecar_path, "predictor description", PredictorError)
     if not isinstance(meta, dict) or meta.get("format") != PREDICTOR_FORMAT:
         raise PredictorError(f"{sidecar_path} is not an anas predictor description")
     kind = PREDICTOR_KINDS.get(meta.get("kind", DEFAULT_KIND))

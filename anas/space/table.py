@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anas.errors import TableError
-from anas.io import atomic_write
-from anas.space.arch import LIST_SETTINGS, ArchBatch
+from anas.errors import ArchError, TableError
+from anas.io import atomic_write, read_json
+from anas.space.arch import LIST_SETTINGS, Arch, ArchBatch, arch_from_dict
 from anas.space.cost import Costs
 from anas.space.space import SearchSpace
 
@@ -82,6 +82,25 @@ def read_table(path: str | Path) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TableError(f"table {path} is not a valid CSV file: {reason}") from None
+
+
+def read_archs(space: SearchSpace, path: str | Path) -> list[Arch]:
+    """The subnets of a file: a table-format CSV, or a JSON list of subnets (or one subnet)
+    as ``--arch`` takes them (``.json``); every subnet is checked against ``space``."""
+    path = Path(path)
+    if path.suffix.lower() != ".json":
+        return list(frame_to_archs(space, read_table(path), str(path)))
+    data = read_json(path, "subnet file", TableError)
+    items = data if isinstance(data, list) else [data]
+    if not items:
+        raise TableError(f"subnet file {path} lists no subnets")
+    archs = []
+    for index, item in enumerate(items):
+        try:
+            archs.append(arch_from_dict(space, item))
+        except ArchError as exc:
+            raise ArchError(f"{path}, subnet {index + 1}: {exc}") from None
+    return archs
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
