@@ -1,0 +1,184 @@
+"""Every supernet-training method measured the same way, on the embedded default.
+
+    python benchmarks/methods.py [--quick] [--methods uniform,bestup-k3] [--work DIR]
+
+For each method (a set of ``anas train`` options; today one per registered sampler) and
+each of 3 seeds, it trains a supernet with the README's main job (``tiny`` space,
+embedded digits, 12 epochs, the AttentiveNAS recipe), evaluates the same 64 subnets
+spread over the MFLOPs range with BN recalibration (``anas predict-fit``'s records), and
+compares them with 8 of those subnets trained stand-alone once (``anas standalone``,
+seed 0, the same recipe and epochs). Per method it reports the mean and the spread
+(standard deviation over seeds, and min..max) of
+
+- the best top-1 among the 64 in each of 4 equal MFLOPs bands of the space's range,
+- the mean top-1 of the 64,
+- Kendall tau of supernet against stand-alone accuracy on the 8.
+
+Prints one table and writes benchmarks/results/methods.json (``--quick``: 1 seed, 1
+epoch, 16 and 4 subnets, written to methods-quick.json, for tests). A method issue adds
+its row to ``METHODS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from anas.evaluate.records import collect_records
+from anas.evaluate.standalone import StandaloneOptions, standalone
+from anas.evaluate.trained import TrainedRun, load_trained_run
+from anas.io import atomic_write_json
+from anas.predict.metrics import rank_metrics
+from anas.space.arch import ArchBatch, largest_arch, smallest_arch
+from anas.space.cost import batch_costs
+from anas.space.sampling import spread_sample
+from anas.space.table import setting_columns
+from anas.train.loop import start_training
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+METHODS: dict[str, dict] = {
+    "uniform": {"sampler": "uniform"},
+    "bestup-k3": {"sampler": "bestup-k3"},
+    "worstup-k3": {"sampler": "worstup-k3"},
+}
+"""Each method's options of ``anas train`` (on top of the README's main job)."""
+
+BANDS = 4
+
+
+@dataclass(frozen=True)
+class Scale:
+    seeds: tuple[int, ...] = (0, 1, 2)
+    epochs: int = 12  # the README's main job
+    subnets: int = 64  # evaluated with the supernet's weights
+    standalone: int = 8  # trained stand-alone (the first of the 64)
+
+
+QUICK = Scale(seeds=(0,), epochs=1, subnets=16, standalone=4)
+
+
+def train_run(work: Path, method: str, seed: int, scale: Scale) -> Path:
+    folder = work / f"{method}-seed{seed}"
+    if not (folder / "checkpoints" / "last.pt").is_file():
+        start_training({**METHODS[method], "seed": seed, "epochs": scale.epochs, "run_dir": str(folder)},
+                       progress=False)
+    return folder
+
+
+def supernet_accuracies(run: TrainedRun, subnets: int) -> dict[tuple, float]:
+    """Top-1 of the ``subnets`` spread subnets with the supernet's weights, by settings."""
+    _, table, _ = collect_records(run, subnets, seed=0)
+    keys = [tuple(row) for row in table[setting_columns(run.space)].to_numpy(dtype=np.float64)]
+    return dict(zip(keys, table["acc1"].to_numpy(float)))
+
+
+def band_edges(run: TrainedRun) -> np.ndarray:
+    low, high = batch_costs(run.space, ArchBatch.from_archs([smallest_arch(run.space), largest_arch(run.space)]),
+                            run.num_classes).mflops
+    return np.linspace(low, high, BANDS + 1)
+
+
+def figures_of_run(folder: Path, scale: Scale, standalone_acc: dict[tuple, float]) -> dict:
+    run = load_trained_run(folder)
+    accuracies = supernet_accuracies(run, scale.subnets)
+    archs = spread_sample(run.space, scale.subnets, 0, run.num_classes)
+    batch = ArchBatch.from_archs(archs)
+    mflops = batch_costs(run.space, batch, run.num_classes).mflops
+    acc = np.array([accuracies[tuple(row)] for row in batch.matrix()])
+    edges = band_edges(run)
+    band = np.clip(np.searchsorted(edges, mflops, side="right") - 1, 0, BANDS - 1)
+    best = [float(acc[band == b].max()) if (band == b).any() else None for b in range(BANDS)]
+    keys = list(standalone_acc)
+    tau = rank_metrics(np.array([standalone_acc[k] for k in keys]), np.array([accuracies[k] for k in keys]))
+    return {"best_acc1_per_band": best, "mean_acc1": float(acc.mean()), "kendall_tau": tau["kendall_tau"]}
+
+
+def spread(values: list[float | None]) -> dict:
+    present = [v for v in values if v is not None and v == v]
+    if not present:
+        return {"mean": None, "std": None, "min": None, "max": None}
+    return {"mean": statistics.fmean(present), "std": statistics.stdev(present) if len(present) > 1 else 0.0,
+            "min": min(present), "max": max(present)}
+
+
+def summarize(per_seed: list[dict]) -> dict:
+    return {
+        "best_acc1_per_band": [spread([s["best_acc1_per_band"][b] for s in per_seed]) for b in range(BANDS)],
+        "mean_acc1": spread([s["mean_acc1"] for s in per_seed]),
+        "kendall_tau": spread([s["kendall_tau"] for s in per_seed]),
+    }
+
+
+def cell(stats: dict, digits: int = 2) -> str:
+    if stats["mean"] is None:
+        return "-"
+    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, 16 and 4 subnets (for tests)")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated names of METHODS")
+    parser.add_argument("--work", default=None, help="folder of the runs (default: a temporary one); "
+                                                     "runs already there are reused")
+    parser.add_argument("--out", default=None, help="results file (default: benchmarks/results/methods[-quick].json)")
+    args = parser.parse_args()
+    scale = QUICK if args.quick else Scale()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(unknown)}: use {', '.join(METHODS)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        runs = {m: [train_run(work, m, seed, scale) for seed in scale.seeds] for m in methods}
+        reference = runs[methods[0]][0]  # the stand-alone trainings share its recipe, seed 0
+        alone = standalone(StandaloneOptions(run=str(reference), subnets=scale.standalone, epochs=scale.epochs,
+                                             out=str(work / "standalone"), plot=False))
+        table = pd.read_csv(alone.paths["table"])
+        reference_run = load_trained_run(reference)
+        space_columns = setting_columns(reference_run.space)
+        standalone_acc = {tuple(row): float(a) for row, a in zip(table[space_columns].to_numpy(dtype=np.float64),
+                                                                 table["acc1_standalone"])}
+        per_method = {}
+        for method in methods:
+            per_seed = [figures_of_run(folder, scale, standalone_acc) for folder in runs[method]]
+            per_method[method] = {"options": METHODS[method], "per_seed": per_seed, **summarize(per_seed)}
+        edges = band_edges(reference_run)
+        result = {
+            "scale": {"seeds": list(scale.seeds), "epochs": scale.epochs, "subnets": scale.subnets,
+                      "standalone": scale.standalone, "space": "tiny", "data": "digits"},
+            "band_edges_mflops": [float(e) for e in edges],
+            "standalone": {"acc1": list(standalone_acc.values()), "seed": 0},
+            "methods": per_method,
+            "seconds": time.perf_counter() - started,
+            "machine": {"platform": platform.platform(), "torch": torch.__version__,
+                        "threads": torch.get_num_threads()},
+        }
+    out = Path(args.out) if args.out else RESULTS / f"methods{'-quick' if args.quick else ''}.json"
+    atomic_write_json(out, result)
+    bands = [f"{edges[b]:.2f}-{edges[b + 1]:.2f}" for b in range(BANDS)]
+    header = ["method", *(f"best {b} MFLOPs" for b in bands), f"mean of {scale.subnets}",
+              f"tau ({scale.standalone} stand-alone)"]
+    print(f"{len(scale.seeds)} seed(s), {scale.epochs} epochs; mean ± std over seeds")
+    print(" | ".join(header))
+    for method, figures in per_method.items():
+        row = [method, *(cell(s) for s in figures["best_acc1_per_band"]), cell(figures["mean_acc1"]),
+               cell(figures["kendall_tau"], 3)]
+        print(" | ".join(row))
+    print(f"written to {out} ({result['seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
