@@ -4,11 +4,14 @@ temporary name and renamed; YAML is read with ``safe_load``; JSON is written str
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
 import tempfile
+import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_dir():
             raise IsADirectoryError(21, "is a directory")
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        remove_stale_temporaries(path)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
     except OSError as exc:
         _remove_empty(new_folders)
@@ -49,6 +53,82 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         if not written:
             _remove_empty(new_folders)
     return path
+
+
+@contextmanager
+def file_lock(path: str | Path):
+    """Hold an exclusive lock tied to ``path`` (on the hidden file ``.NAME.lock`` beside
+    it) while the block runs: other processes that ask for it wait. The operating system
+    releases it when the process ends, however it ends."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "a+b") as handle:
+        _lock(handle.fileno())
+        try:
+            yield
+        finally:
+            _unlock(handle.fileno())
+
+
+if os.name == "nt":  # pragma: no cover - Windows
+    import msvcrt
+
+    def _lock(fd: int) -> None:
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                return
+            except OSError:  # LK_LOCK gives up after 10 s; keep waiting
+                continue
+
+    def _unlock(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+else:
+    import fcntl
+
+    def _lock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+STALE_AFTER_SECONDS = 3600.0
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove what killed writers of ``path`` left behind: its temporaries
+    (``.NAME.PID.XXXX.tmp``) whose process is gone, or (where that cannot be told: another
+    system, or a name without a process number) that are older than an hour. Returns them."""
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid_text = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        try:
+            stale = (not _process_alive(int(pid_text))) if os.name != "nt" else _older_than(tmp, STALE_AFTER_SECONDS)
+        except ValueError:  # no process number in the name
+            stale = _older_than(tmp, STALE_AFTER_SECONDS)
+        if stale:
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (POSIX: signal 0 only asks)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except FileNotFoundError:
+        return False
 
 
 def _remove_empty(folders: list[Path]) -> None:

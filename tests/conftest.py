@@ -32,6 +32,19 @@ def run_cli(capsys):
     return run
 
 
+TINY_FAKE_RUN = {"space": "tiny", "data": "fake", "epochs": 1, "batch_size": 16, "calib_batches": 1,
+                 "sampler": "uniform", "prior_samples": 1000}
+"""A supernet trained in seconds: one epoch of ``tiny`` on the 256 fake images."""
+
+
+def train_tiny_run(folder):
+    """Train :data:`TINY_FAKE_RUN` into ``folder``; returns it."""
+    from anas.train.loop import start_training
+
+    start_training({**TINY_FAKE_RUN, "run_dir": str(folder)}, progress=False)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny():
     return load_space("tiny")

@@ -16,20 +16,15 @@ from anas.evaluate.standalone import StandaloneOptions, standalone
 from anas.evaluate.trained import load_trained_run
 from anas.space.arch import largest_arch, sample_archs, smallest_arch
 from anas.space.table import archs_to_frame
-from anas.train.loop import start_training
 from anas.train.rundir import RunDir, load_checkpoint
 from anas.train.standalone import StandaloneTrainer, train_standalone
-from tests.conftest import assert_one_line_error
-
-TRAIN = {"space": "tiny", "data": "fake", "epochs": 1, "batch_size": 16, "calib_batches": 1, "sampler": "uniform",
-         "prior_samples": 1000}
+from tests.conftest import assert_one_line_error, train_tiny_run
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A one-epoch supernet on the fake data, with a predictor fitted in its folder."""
-    folder = tmp_path_factory.mktemp("standalone") / "run"
-    start_training({**TRAIN, "run_dir": str(folder)}, progress=False)
+    folder = train_tiny_run(tmp_path_factory.mktemp("standalone") / "run")
     from anas.cli import main
 
     assert main(["predict-fit", "--run", str(folder), "--samples", "12", "--no-plot", "--json"]) == 0

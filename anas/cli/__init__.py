@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _fail("interrupted")
         return 130
+    except MemoryError:  # a size the memory checks could not foresee (another process took the memory)
+        _fail("out of memory: ask for less (fewer subnets, a smaller batch)")
+        return 2
     return result if isinstance(result, int) else 0
 
 

@@ -64,6 +64,8 @@ def _show(report: FitReport, json_output: bool) -> None:
     table.add_row("mean absolute error (top-1 %)", f"{report.metrics['mae']:.3f}")
     table.add_row("records (fit / test / all)", f"{report.n_train} / {report.n_test} / {report.n_records}")
     table.add_row("evaluated now", str(report.evaluated_now))
+    if report.duplicates_merged:
+        table.add_row("repeated subnets merged (acc1 averaged)", str(report.duplicates_merged))
     out.print(table)
     for name, path in report.paths.items():
         out.print(f"{name}: {path}")

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from anas.checks import check_seed
 from anas.cli import app
 from anas.cli.common import err, out, print_json
 from anas.errors import AnasError
@@ -36,6 +37,7 @@ def profile(
 ) -> None:
     """Cost of a subnet (--arch), a cost table of random subnets (--sample), or a summary of the space."""
     search_space = load_space(space)
+    check_seed(seed)
     if sample is not None:
         if arch is not None:
             raise AnasError("--sample and --arch exclude each other")

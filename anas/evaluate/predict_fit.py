@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from anas.checks import check_fraction
 from anas.errors import AnasError
-from anas.evaluate.records import RECORDS_FILE, collect_records
+from anas.evaluate.records import RECORDS_FILE, check_record_request, collect_records
 from anas.evaluate.trained import load_trained_run
 from anas.predict.fit import FitReport, fit_and_report
 from anas.predict.kinds import PREDICTOR_KINDS, PredictorConfig
@@ -46,6 +47,7 @@ def predict_fit(options: PredictFitOptions) -> PredictFitOutcome:
     """Evaluate subnets of a run into its records (or read a records file), fit a
     predictor of ``options.kind`` and measure it on held-out records."""
     PREDICTOR_KINDS.resolve(options.kind)  # an unknown kind fails before any evaluation
+    check_fraction(options.test_fraction, "--test-fraction", low_open=True, high_open=True)
     if options.run is not None and options.records is not None:
         raise AnasError("give either --run RUN_DIR or --records FILE.csv --space S, not both")
     if options.records is not None:
@@ -56,6 +58,7 @@ def predict_fit(options: PredictFitOptions) -> PredictFitOutcome:
 
 
 def _fit_run(run_path: str, options: PredictFitOptions) -> FitReport | None:
+    check_record_request(options.samples, options.calib_batches, options.config.seed)
     run = load_trained_run(run_path, options.device)
     if options.space is not None and load_space(options.space) != run.space:
         raise AnasError(f"run {run_path} is of space {run.space.name}, not {options.space}")

@@ -2,24 +2,27 @@
 
 The file grows as subnets are evaluated and is rewritten atomically after each one, so an
 interrupted ``anas predict-fit`` loses nothing and a rerun skips what is already there.
-Under ``torchrun`` the ranks evaluate disjoint subnets and rank 0 writes.
+Under ``torchrun`` the ranks evaluate disjoint subnets and rank 0 writes; separate
+processes writing one file merge their rows under a lock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from anas.checks import SPREAD_SAMPLE_BYTES, check_at_least, check_calib_batches, check_memory, check_seed, plain
 from anas.errors import AnasError
 from anas.evaluate.trained import TrainedRun
+from anas.io import file_lock
 from anas.predict.records import read_records, record_frame, unrecorded
 from anas.progress import progress_bars
 from anas.space.arch import Arch
 from anas.space.sampling import spread_sample
 from anas.space.space import SearchSpace
-from anas.space.table import write_table
+from anas.space.table import setting_columns, write_table
 from anas.train import distributed
 
 RECORDS_FILE = "records.csv"
@@ -29,16 +32,19 @@ def collect_records(run: TrainedRun, samples: int, calib_batches: int | None = N
                     seed: int = 0, progress: bool = False) -> tuple[Path, pd.DataFrame | None, int]:
     """Evaluate ``samples`` subnets spread over the MFLOPs range into ``RUN/records.csv``;
     subnets already there are skipped. Returns the path, the whole table (None on ranks
-    other than 0) and how many subnets were evaluated now."""
-    if samples < 2:
-        raise AnasError("--samples must be at least 2 (the smallest and the largest subnet)")
-    if calib_batches is not None and calib_batches < 1:
-        raise AnasError(f"--calib-batches must be at least 1, got {calib_batches}")
+    other than 0) and how many subnets were evaluated now.
+
+    Each row records how it was made (split, calibration batches, checkpoint); rows made
+    otherwise are refused, never mixed in. Several processes may fill one file at once
+    (different seeds, say): each write merges under a lock with what is on disk."""
+    check_record_request(samples, calib_batches, seed)
     split = resolve_split(run, split)
+    made = {"split": split, "calib_batches": calib_batches or run.config.calib_batches,
+            "checkpoint": run.checkpoint_id}
     ctx = distributed.init_distributed(run.device.type)
     try:
         path = run.run_dir.path / RECORDS_FILE
-        existing = read_records(path, run.space, run.num_classes) if path.exists() else None
+        existing = read_run_records(path, run, made) if path.exists() else None
         todo = unrecorded(spread_sample(run.space, samples, seed, run.num_classes), existing, run.space)
 
         def evaluate_chunk(chunk: list[Arch]) -> list[dict]:
@@ -46,15 +52,61 @@ def collect_records(run: TrainedRun, samples: int, calib_batches: int | None = N
             result = run.evaluate(mine, calib_batches, split).to_dict() if mine is not None else None
             return [r for r in distributed.gather_objects(result, ctx) if r is not None]
 
+        def merge_into_file(rows: pd.DataFrame) -> pd.DataFrame:
+            with file_lock(path):  # another process may have added rows since
+                on_disk = read_run_records(path, run, made) if path.exists() else None
+                table = rows if on_disk is None else pd.concat(
+                    [on_disk, rows[_new_rows(run.space, on_disk, rows)]], ignore_index=True)
+                write_table(table, path)
+            return table
+
         with progress_bars(progress and ctx.is_main) as bars:
             bar = bars.add("evaluating subnets", len(todo))
-            table = evaluate_into_records(path, run.space, todo, evaluate_chunk, existing, chunk_size=ctx.world_size,
-                                          num_classes=run.num_classes, write=ctx.is_main, on_done=bar.advance)
+            table = existing
+            for start in range(0, len(todo), ctx.world_size):
+                chunk = todo[start:start + ctx.world_size]
+                rows = record_frame(run.space, chunk, evaluate_chunk(chunk), run.num_classes)
+                for column, value in made.items():
+                    rows[column] = value
+                if ctx.is_main:
+                    table = merge_into_file(rows)
+                bar.advance(len(chunk))
         if not ctx.is_main:
             table = None  # rank 0 holds and writes the records
     finally:
         distributed.shutdown(ctx)
     return path, table, len(todo)
+
+
+def check_record_request(samples: int, calib_batches: int | None, seed: int) -> None:
+    """What ``collect_records`` checks before any work."""
+    check_at_least(samples, 2, "--samples", " (the smallest and the largest subnet)")
+    check_calib_batches(calib_batches)
+    check_seed(seed)
+    check_memory(samples * SPREAD_SAMPLE_BYTES, "--samples", samples)
+
+
+def read_run_records(path: Path, run: TrainedRun, made: dict) -> pd.DataFrame:
+    """The records of a run, which must have been made as ``made`` says (rows of files
+    written before anas recorded this are taken as they are)."""
+    table = read_records(path, run.space, run.num_classes)
+    for column, value in made.items():
+        if column not in table.columns:
+            continue
+        known = table[column].dropna()
+        differs = known.astype(str) != str(value)
+        if differs.any():
+            other = known[differs].iloc[0]
+            raise AnasError(f"{path} holds subnets evaluated with {column} {plain(other)}, not {value} as now: "
+                            f"move it away to evaluate anew (rows made differently are never mixed)")
+    return table
+
+
+def _new_rows(space: SearchSpace, on_disk: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
+    """Which of ``rows`` hold a subnet that ``on_disk`` lacks."""
+    known = {tuple(row) for row in on_disk[setting_columns(space)].to_numpy(dtype=np.float64)}
+    return np.array([tuple(row) not in known for row in rows[setting_columns(space)].to_numpy(dtype=np.float64)],
+                    dtype=bool)
 
 
 def resolve_split(run: TrainedRun, split: str) -> str:
@@ -63,22 +115,7 @@ def resolve_split(run: TrainedRun, split: str) -> str:
         return "holdout" if run.config.holdout > 0 else "val"
     if split not in ("holdout", "val"):
         raise AnasError(f"unknown --split {split!r}: use auto, holdout or val")
+    if split == "holdout" and not run.config.holdout > 0:
+        raise AnasError(f"--split holdout: run {run.run_dir.path} was trained without --holdout, so it has no "
+                        f"holdout split")
     return split
-
-
-def evaluate_into_records(path: str | Path, space: SearchSpace, todo: list[Arch],
-                          evaluate_chunk: Callable[[list[Arch]], list[dict]], existing: pd.DataFrame | None,
-                          chunk_size: int = 1, num_classes: int | None = None, write: bool = True,
-                          on_done: Callable[[int], None] | None = None) -> pd.DataFrame | None:
-    """Evaluate ``todo`` chunk by chunk, appending the rows to ``existing`` and rewriting
-    ``path`` atomically after every chunk (when ``write``); returns the whole table."""
-    table = existing
-    for start in range(0, len(todo), chunk_size):
-        chunk = todo[start:start + chunk_size]
-        rows = record_frame(space, chunk, evaluate_chunk(chunk), num_classes)
-        table = rows if table is None else pd.concat([table, rows], ignore_index=True)
-        if write:
-            write_table(table, path)
-        if on_done is not None:
-            on_done(len(chunk))
-    return table

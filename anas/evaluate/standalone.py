@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from anas.checks import SPREAD_SAMPLE_BYTES, check_at_least, check_memory, check_seed
 from anas.device import resolve_device
 from anas.errors import AnasError, TableError
 from anas.evaluate.trained import TrainedRun, load_trained_run
@@ -120,13 +121,12 @@ def standalone(options: StandaloneOptions, progress: bool = False) -> Standalone
 def _check_options(options: StandaloneOptions) -> None:
     if options.archs is not None and options.subnets is not None:
         raise AnasError("give either --subnets K or --archs FILE, not both")
-    if options.subnets is not None and options.subnets < MIN_SUBNETS:
-        raise AnasError(f"--subnets must be at least {MIN_SUBNETS}: a rank correlation needs three subnets, "
-                        f"got {options.subnets}")
+    if options.subnets is not None:
+        check_at_least(options.subnets, MIN_SUBNETS, "--subnets", " (a rank correlation needs three subnets)")
+        check_memory(options.subnets * SPREAD_SAMPLE_BYTES, "--subnets", options.subnets)
     if options.epochs is not None and options.epochs < 1:
         raise AnasError(f"--epochs must be at least 1, got {options.epochs}")
-    if options.seed < 0:
-        raise AnasError(f"--seed must be >= 0, got {options.seed}")
+    check_seed(options.seed)
 
 
 def _subnets(run: TrainedRun, options: StandaloneOptions) -> list[Arch]:

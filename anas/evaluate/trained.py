@@ -3,6 +3,7 @@ data. What ``anas predict-fit``, ``anas search --verify`` and ``anas export`` st
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -37,6 +38,15 @@ class TrainedRun:
         c = self.config
         return load_data(DataConfig(name=c.data, data_dir=c.data_dir, download=False,
                                     resolution=max(self.space.resolutions), holdout=c.holdout, seed=c.seed))
+
+    @cached_property
+    def checkpoint_id(self) -> str:
+        """The checkpoint's identity: the first 16 hex digits of its SHA-256."""
+        digest = hashlib.sha256()
+        with open(self.run_dir.checkpoint_path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()[:16]
 
     def calibration_batches(self):
         c = self.config

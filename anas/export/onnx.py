@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ import torch
 
 from anas.errors import AnasError, one_line
 from anas.export.io import INPUT_NAME, OUTPUT_NAME, Forward, example_input
+from anas.io import json_text
 from anas.nn.static import StaticNet
 
 DEFAULT_OPSET = 18  # the oldest opset torch's exporter implements natively
@@ -40,7 +40,7 @@ def write_onnx(net: StaticNet, path: Path, metadata: dict[str, Any], opset: int 
     del model.metadata_props[:]
     for key, value in metadata.items():
         entry = model.metadata_props.add()
-        entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
+        entry.key, entry.value = key, value if isinstance(value, str) else json_text(value)
     onnx.save_model(model, str(path))
     onnx.checker.check_model(str(path), full_check=True)
 

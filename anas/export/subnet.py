@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from anas import __version__
+from anas.checks import check_at_least, check_calib_batches
 from anas.device import resolve_device
 from anas.errors import AnasError, OutputError
 from anas.evaluate.trained import TrainedRun, load_trained_run
@@ -145,10 +146,8 @@ def check_options(fmt: str, config: ExportConfig) -> None:
         onnx.check_opset(config.opset)
     if fmt == "onnx" and importlib.util.find_spec("onnxscript") is None:
         raise AnasError("ONNX export needs the onnxscript package: pip install onnxscript")
-    if config.calib_batches is not None and config.calib_batches < 1:
-        raise AnasError(f"--calib-batches must be at least 1, got {config.calib_batches}")
-    if config.verify_images < 1:
-        raise AnasError(f"verify_images must be at least 1, got {config.verify_images}")
+    check_calib_batches(config.calib_batches)
+    check_at_least(config.verify_images, 1, "verify_images")
     resolve_device(config.device)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import torch
 
 from anas.export.io import Forward, example_input
+from anas.io import json_text
 from anas.nn.static import StaticNet
 
 
@@ -27,7 +27,7 @@ def write_torchscript(net: StaticNet, path: Path, metadata: dict[str, Any]) -> N
     """A traced module; ``metadata`` rides along as the extra file ``anas.json``."""
     with quiet_torch(), torch.no_grad():
         traced = torch.jit.trace(net, example_input(net))
-        torch.jit.save(traced, str(path), _extra_files={"anas.json": json.dumps(metadata)})
+        torch.jit.save(traced, str(path), _extra_files={"anas.json": json_text(metadata)})
 
 
 def load_torchscript(path: Path) -> Forward:

@@ -10,11 +10,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from anas.checks import TABLE_CELL_BYTES, check_memory
 from anas.latency.measure import LatencyConfig, subnet_latency
 from anas.space.arch import Arch, ArchBatch, largest_arch, sample_archs, smallest_arch
 from anas.space.cost import arch_costs, batch_costs
 from anas.space.space import SearchSpace
-from anas.space.table import archs_to_frame
+from anas.space.table import archs_to_frame, setting_columns
 
 
 @dataclass(frozen=True)
@@ -58,5 +59,6 @@ def summarize_space(space: SearchSpace, num_classes: int | None = None) -> dict[
 
 def cost_table(space: SearchSpace, n: int, seed: int = 0, num_classes: int | None = None) -> pd.DataFrame:
     """The table of ``n`` uniformly sampled subnets with their MFLOPs and params."""
+    check_memory(n * (len(setting_columns(space)) + 2) * TABLE_CELL_BYTES, "--sample", n)
     batch: ArchBatch = sample_archs(space, n, np.random.default_rng(seed))
     return archs_to_frame(space, batch, batch_costs(space, batch, num_classes))

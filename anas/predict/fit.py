@@ -15,6 +15,7 @@ from anas.plots import new_figure, save_png
 from anas.predict.folder import save_predictor
 from anas.predict.kinds import PREDICTOR_KINDS, PredictorConfig
 from anas.predict.metrics import rank_metrics, split_indices
+from anas.predict.records import merge_duplicates
 from anas.space.space import SearchSpace
 from anas.space.table import frame_to_archs
 
@@ -29,10 +30,12 @@ class FitReport:
     n_records: int
     paths: dict[str, str] = field(default_factory=dict)
     evaluated_now: int = 0
+    duplicates_merged: int = 0  # rows of a subnet listed more than once, averaged into its first
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe({**self.metrics, "kind": self.kind, "n_train": self.n_train, "n_test": self.n_test,
-                          "n_records": self.n_records, "evaluated_now": self.evaluated_now, "space": self.space,
+                          "n_records": self.n_records, "evaluated_now": self.evaluated_now,
+                          "duplicates_merged": self.duplicates_merged, "space": self.space,
                           "paths": self.paths})
 
 
@@ -44,6 +47,7 @@ def fit_and_report(space: SearchSpace, records: pd.DataFrame, out: str | Path, *
     given, else a seeded ``1 - test_fraction`` share), measure it on the held-out records,
     write the predictor folder ``out`` and its scatter plot."""
     predictor_kind = PREDICTOR_KINDS.get(kind)
+    records, merged = merge_duplicates(space, records)  # a subnet is either fitted or held out, never both
     batch = frame_to_archs(space, records)
     acc1 = records["acc1"].to_numpy(dtype=float)
     if test_records is not None:
@@ -60,7 +64,7 @@ def fit_and_report(space: SearchSpace, records: pd.DataFrame, out: str | Path, *
     metrics = rank_metrics(test_acc, predicted)
     n_records = len(train_acc) + len(test_acc)  # every record used, fitted or held out
     report = FitReport(space.name, PREDICTOR_KINDS.name_of(predictor_kind), metrics, len(train_acc), len(test_acc),
-                       n_records)
+                       n_records, duplicates_merged=merged)
     predictor.meta.update(n_records=n_records, n_test=len(test_acc))
     report.paths = save_predictor(predictor, out, metrics)  # written as strict JSON (NaN as null)
     if plot:

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
+from anas.checks import check_fraction
 from anas.errors import AnasError
 
 
@@ -22,9 +23,8 @@ def rank_metrics(measured: np.ndarray, predicted: np.ndarray) -> dict[str, float
 
 def split_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A seeded train/test split; both parts need records."""
+    check_fraction(test_fraction, "--test-fraction", low_open=True, high_open=True)
     n_test = int(math.floor(n * test_fraction))
-    if not 0 < test_fraction < 1:
-        raise AnasError(f"--test-fraction must be in (0, 1), got {test_fraction}")
     if n_test < 2 or n - n_test < 5:
         raise AnasError(f"{n} records are too few to hold {test_fraction:.0%} out: need at least 5 to fit "
                         f"and 2 to test (evaluate more subnets or pass --test-records)")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from anas.checks import check_at_least, check_at_most, check_calib_batches, check_seed
 from anas.device import resolve_device
 from anas.errors import AnasError
 from anas.evaluate.trained import TrainedRun, load_trained_run
@@ -26,14 +27,19 @@ from anas.search.strategies import STRATEGIES
 from anas.train.rundir import RunDir, latest_checkpointed_run, latest_run
 
 MIN_BUDGET = 8
+MAX_BUDGET = 100_000_000  # about an hour of predictor calls; each keeps a row of the archive in memory
+
+
+def check_budget(budget: int) -> None:
+    check_at_least(budget, MIN_BUDGET, "--budget", " predictor calls")
+    check_at_most(budget, MAX_BUDGET, "--budget")
 
 
 def search(problem: SearchProblem, strategy: str = "nsga2", budget: int = 5632, seed: int = 0) -> SearchResult:
     """Run ``strategy`` for ``budget`` predictor calls; the feasible Pareto front of
     everything it scored, best predicted first."""
     run_strategy = STRATEGIES.get(strategy)
-    if budget < MIN_BUDGET:
-        raise AnasError(f"--budget must be at least {MIN_BUDGET} predictor calls")
+    check_budget(budget)
     start = time.perf_counter()
     run_strategy(problem, budget, seed)
     seconds = time.perf_counter() - start
@@ -91,8 +97,9 @@ def search_subnets(options: SearchOptions) -> SearchReport:
     params_band = parse_band(options.params, "--params") if options.params else None
     latency_band = parse_band(options.latency, "--latency") if options.latency else None
     STRATEGIES.resolve(options.strategy)
-    if options.calib_batches is not None and options.calib_batches < 1:
-        raise AnasError(f"--calib-batches must be at least 1, got {options.calib_batches}")
+    check_budget(options.budget)
+    check_calib_batches(options.calib_batches)
+    check_seed(options.seed)
     device = resolve_device(options.device)
     chosen: dict[str, str] = {}
     predictor_folder = Path(options.predictor) if options.predictor else latest_predictor_folder()

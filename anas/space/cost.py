@@ -84,10 +84,10 @@ class _CostTables:
 
     def __init__(self, space: SearchSpace, num_classes: int):
         self.space = space
-        res = np.asarray(space.resolutions)
+        res = np.asarray(space.resolutions, dtype=np.float64)  # float64: no silent int64 overflow
         first = space.first_conv
         size = downsample(res, first.stride)
-        w0 = np.asarray(first.widths)
+        w0 = np.asarray(first.widths, dtype=np.float64)
         kk = first.kernel_size**2
         grid_res, grid_w = np.meshgrid(np.arange(len(res)), w0, indexing="ij")
         s = size[grid_res]
@@ -96,14 +96,15 @@ class _CostTables:
         self.stages = []
         widths = space.width_choices
         for i, stage in enumerate(space.stages):
-            axes = [np.arange(len(res)), np.asarray(widths[i]), np.asarray(widths[i + 1]),
-                    np.asarray(stage.kernel_sizes), np.asarray(stage.expand_ratios, dtype=np.float64),
-                    np.asarray(stage.depths)]
+            axes = [np.arange(len(res)), np.asarray(widths[i], dtype=np.float64),
+                    np.asarray(widths[i + 1], dtype=np.float64), np.asarray(stage.kernel_sizes, dtype=np.float64),
+                    np.asarray(stage.expand_ratios, dtype=np.float64), np.asarray(stage.depths)]
             r, c_in, c_out, k, e, d = np.meshgrid(*axes, indexing="ij")
             m, p, _ = _stage_costs(stage, size[r], c_in, c_out, k, e, d)
             self.stages.append(np.stack([m, p]))
             size = downsample(size, stage.stride)
-        r, c, h = np.meshgrid(np.arange(len(res)), np.asarray(widths[-2]), np.asarray(widths[-1]), indexing="ij")
+        r, c, h = np.meshgrid(np.arange(len(res)), np.asarray(widths[-2], dtype=np.float64),
+                              np.asarray(widths[-1], dtype=np.float64), indexing="ij")
         self.head = np.stack(_head_costs(space, size[r], c, h, num_classes))
 
     def costs(self, batch: ArchBatch) -> Costs:
@@ -127,6 +128,22 @@ def _lookup(table: np.ndarray, *index: np.ndarray) -> tuple[np.ndarray, np.ndarr
     """(MACs, params) entries of a stacked [2, ...] table at the given choice indices."""
     flat = np.ravel_multi_index(index, table.shape[1:])
     return table[0].ravel().take(flat), table[1].ravel().take(flat)
+
+
+MAX_MACS = 2**53
+"""Costs are counted exactly up to 2**53 multiply-accumulates (9e9 MFLOPs): the tables
+are computed in float64, exact for integers that size, and stored as int64."""
+
+
+def check_cost_range(space: SearchSpace) -> None:
+    """Refuse (ValueError) a space whose costs cannot be counted exactly: a subnet with
+    more than ``MAX_MACS`` multiply-accumulates or parameters, with the space's classes."""
+    tables = _CostTables(space, space.num_classes)
+    most = sum(float(np.max(table, axis=tuple(range(1, table.ndim))).max())
+               for table in (tables.first, *tables.stages, tables.head))
+    if not most < MAX_MACS:
+        raise ValueError(f"its largest subnet would cost about {most / 1e6:.3g} MFLOPs or params, beyond what "
+                         f"anas counts exactly ({MAX_MACS / 1e6:.3g}): the sizes are out of range")
 
 
 @lru_cache(maxsize=32)

@@ -11,6 +11,7 @@ from typing import Any
 from anas.errors import ArchError, SpaceError
 from anas.io import parse_yaml
 from anas.space.arch import arch_from_dict
+from anas.space.cost import check_cost_range
 from anas.space.space import ACTIVATIONS, FirstConv, Head, SearchSpace, Stage
 
 
@@ -111,6 +112,10 @@ def space_from_dict(data: Any, source: str = "<dict>") -> SearchSpace:
             except ArchError as exc:
                 check.fail(f"models.{model_name}", str(exc))
         object.__setattr__(space, "models", checked)
+    try:
+        check_cost_range(space)
+    except ValueError as exc:
+        raise SpaceError(f"space file {source}: {exc}") from None
     return space
 
 
@@ -139,6 +144,11 @@ def space_to_dict(space: SearchSpace) -> dict[str, Any]:
     return data
 
 
+MAX_SIZE = 1_000_000
+"""The largest integer (or expand ratio) a space may hold; whether the subnets' costs stay
+in range is checked on the whole space (``check_cost_range``)."""
+
+
 class _Checker:
     def __init__(self, source: str):
         self.source = source
@@ -159,6 +169,8 @@ class _Checker:
     def positive_int(self, value, key: str, odd: bool = False) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             self.fail(key, f"expected a positive integer, got {value!r}")
+        if value > MAX_SIZE:
+            self.fail(key, f"expected at most {MAX_SIZE:,}, got {value:,}")
         if odd and value % 2 == 0:
             self.fail(key, f"expected an odd kernel size, got {value}")
         return value
@@ -173,8 +185,8 @@ class _Checker:
         if not isinstance(value, list) or not value:
             self.fail(key, f"expected a non-empty list of positive numbers, got {value!r}")
         for i, v in enumerate(value):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-                self.fail(f"{key}[{i}]", f"expected a positive number, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= MAX_SIZE:
+                self.fail(f"{key}[{i}]", f"expected a positive number up to {MAX_SIZE:,}, got {v!r}")
         return self._distinct_sorted(tuple(value), key)
 
     def _distinct_sorted(self, items: tuple, key: str) -> tuple:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from anas.checks import plain
 from anas.errors import ArchError, TableError
 from anas.io import atomic_write, read_json
 from anas.space.arch import LIST_SETTINGS, Arch, ArchBatch, arch_from_dict
@@ -57,7 +58,7 @@ def frame_to_archs(space: SearchSpace, frame: pd.DataFrame, source: str = "table
         if bad.any():
             row = int(np.argmax(bad))
             raise TableError(
-                f"{source}: line {row + 2}, column {column}: {frame[column].iloc[row]!r} is not a number"
+                f"{source}: line {row + 2}, column {column}: {plain(frame[column].iloc[row])!r} is not a number"
             )
         values[column] = numeric.to_numpy()
     for column, allowed in zip(expected, space.column_choices()):

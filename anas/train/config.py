@@ -8,11 +8,13 @@ run's own ``config.yaml`` when resuming), then the flags given.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from anas.checks import SPREAD_SAMPLE_BYTES, check_memory, check_seed
 from anas.device import check_device_name
 from anas.errors import AnasError
 from anas.io import read_yaml
@@ -98,20 +100,27 @@ class TrainConfig:
             (self.epochs >= 1, "--epochs must be at least 1"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.num_subnets >= 2, "--num-subnets must be at least 2 (the largest and the smallest)"),
-            (self.lr > 0, "--lr must be positive"),
-            (self.warmup_epochs >= 0, "--warmup-epochs must be >= 0"),
+            (0 < self.lr < math.inf, "--lr must be a positive finite number"),
+            (0 <= self.warmup_epochs < math.inf, "--warmup-epochs must be a finite number >= 0"),
+            (0 <= self.momentum < 1, "--momentum must be in [0, 1)"),
+            (0 <= self.weight_decay < math.inf, "--weight-decay must be a finite number >= 0"),
+            (0 <= self.holdout < 1, "--holdout must be in [0, 1)"),
+            (self.prior_samples >= 1, "--prior-samples must be at least 1"),
+            (self.flops_step is None or 0 < self.flops_step < math.inf, "--flops-step must be a positive finite number"),
             (self.calib_batches >= 1, "--calib-batches must be at least 1"),
             (0 <= self.drop_connect < 1, "--drop-connect must be in [0, 1)"),
             (self.dropout is None or 0 <= self.dropout < 1, "--dropout must be in [0, 1)"),
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
-            (self.grad_clip >= 0, "--grad-clip must be >= 0"),
+            (0 <= self.grad_clip < math.inf, "--grad-clip must be a finite number >= 0"),
             (self.save_every >= 0 and self.eval_every >= 0, "--save-every and --eval-every must be >= 0"),
             (self.workers >= 0, "--workers must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
                 raise AnasError(message)
+        check_memory(self.prior_samples * SPREAD_SAMPLE_BYTES // 10, "--prior-samples", self.prior_samples)
         check_device_name(self.device, allow_auto=True)
+        check_seed(self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

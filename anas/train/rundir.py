@@ -14,8 +14,6 @@ plain Python data, and are read with ``torch.load(..., weights_only=True)``.
 
 from __future__ import annotations
 
-import io
-import pickle
 import random
 import time
 import zipfile
@@ -28,7 +26,7 @@ import pandas as pd
 import torch
 import yaml
 
-from anas.errors import AnasError, CheckpointError, SpaceError, one_line
+from anas.errors import AnasError, CheckpointError, SpaceError
 from anas.io import atomic_write, atomic_write_text
 from anas.space.schema import space_from_dict
 from anas.space.space import SearchSpace
@@ -82,6 +80,8 @@ class RunDir:
 
     def load_checkpoint(self, map_location: str | torch.device = "cpu",
                         checkpoint_format: str = CHECKPOINT_FORMAT) -> dict[str, Any]:
+        if self.path.exists() and not self.path.is_dir():
+            raise CheckpointError(f"run folder {self.path} is a file, not a folder")
         if not self.path.is_dir():
             raise CheckpointError(f"run folder {self.path} does not exist")
         if not self.has_checkpoint():
@@ -111,13 +111,30 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
 def safe_torch_load(path: Path, kind: str, map_location: str | torch.device = "cpu") -> Any:
     """``torch.load(..., weights_only=True)``: tensors and plain data only, never arbitrary
     pickled objects. A missing or unreadable file is a one-line ``CheckpointError``."""
+    if path.is_dir():
+        raise CheckpointError(f"{kind} {path} is a folder, not a file")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{kind} {path} does not exist") from None
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile,
-            io.UnsupportedOperation) as exc:
-        raise CheckpointError(f"{kind} {path} is corrupt or not an anas {kind}: {one_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001  a damaged file makes the safe unpickler fail in any way
+        raise CheckpointError(f"{kind} {path} is corrupt or not an anas {kind} "
+                              f"({_load_failure(exc)})") from None
+
+
+def _load_failure(exc: BaseException) -> str:
+    """Why a file failed to load, in anas's words: PyTorch's own messages advise retrying
+    with ``weights_only=False``, which must never be done with a file that failed."""
+    if "Weights only load failed" in str(exc):
+        return "it holds Python objects other than tensors and plain data, which anas never loads"
+    if isinstance(exc, EOFError):
+        return "the file ends early"
+    if isinstance(exc, OSError):
+        return f"cannot be read: {exc.strerror or type(exc).__name__}"
+    text = str(exc)
+    if "zip archive" in text or "central directory" in text or isinstance(exc, zipfile.BadZipFile):
+        return "not a PyTorch zip archive, or a truncated one"
+    return f"PyTorch cannot read it: {type(exc).__name__}"
 
 
 def checkpoint_space(state: dict[str, Any], path: str | Path) -> SearchSpace:

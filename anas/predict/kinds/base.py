@@ -17,10 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from anas.checks import check_at_least, check_at_most, check_fraction, check_positive, check_seed
 from anas.errors import AnasError
 from anas.registry import Registry
 from anas.space.arch import Arch, ArchBatch
 from anas.space.space import SearchSpace
+
+MAX_ROUNDS = 1_000_000
+MAX_LEAVES = 131_072  # LightGBM's own limit
 
 
 class PredictorError(AnasError):
@@ -41,6 +45,21 @@ class PredictorConfig:
     colsample_bytree: float = 0.8
     reg_lambda: float = 1.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Refuse values LightGBM would stop on (with its own traceback) or misread."""
+        check_at_least(self.n_estimators, 1, "--n-estimators")
+        check_at_most(self.n_estimators, MAX_ROUNDS, "--n-estimators")
+        check_positive(self.learning_rate, "--learning-rate")
+        if self.num_leaves is not None:
+            check_at_least(self.num_leaves, 2, "--num-leaves", " (a tree needs two leaves)")
+            check_at_most(self.num_leaves, MAX_LEAVES, "--num-leaves")
+        if self.min_child_samples is not None:
+            check_at_least(self.min_child_samples, 1, "min_child_samples")
+        check_fraction(self.subsample, "subsample", low_open=True)
+        check_fraction(self.colsample_bytree, "colsample_bytree", low_open=True)
+        check_at_least(self.reg_lambda, 0, "reg_lambda")
+        check_seed(self.seed)
 
 
 class Predictor:
