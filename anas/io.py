@@ -4,7 +4,6 @@ temporary name and renamed; YAML is read with ``safe_load``; JSON is written str
 
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
@@ -97,20 +96,30 @@ STALE_AFTER_SECONDS = 3600.0
 
 
 def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Remove what killed writers of ``path`` left behind: its temporaries
-    (``.NAME.PID.XXXX.tmp``) whose process is gone, or (where that cannot be told: another
-    system, or a name without a process number) that are older than an hour. Returns them."""
+    """Remove what killed writers left in ``path``'s folder: temporaries of anas
+    (``.NAME.PID.XXXX.tmp``) whose process is gone; and for ``path`` itself also those that
+    are older than an hour where the process cannot be told (Windows, a name written by
+    an earlier version without the process number). Returns what it removed."""
     removed = []
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        pid_text = tmp.name[len(path.name) + 2:].split(".", 1)[0]
-        try:
-            stale = (not _process_alive(int(pid_text))) if os.name != "nt" else _older_than(tmp, STALE_AFTER_SECONDS)
-        except ValueError:  # no process number in the name
-            stale = _older_than(tmp, STALE_AFTER_SECONDS)
+    own_prefix = f".{path.name}."
+    for tmp in path.parent.glob(".*.tmp"):
+        pid = _writer_pid(tmp.name)
+        if pid is not None and os.name != "nt":
+            stale = not _process_alive(pid)
+        else:
+            stale = tmp.name.startswith(own_prefix) and _older_than(tmp, STALE_AFTER_SECONDS)
         if stale:
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+def _writer_pid(name: str) -> int | None:
+    """The process number in a temporary's name ``.NAME.PID.XXXX.tmp``, or None."""
+    parts = name.split(".")
+    if len(parts) < 5 or not parts[-3].isdigit():
+        return None
+    return int(parts[-3])
 
 
 def _process_alive(pid: int) -> bool:

@@ -195,11 +195,13 @@ def test_a_killed_writer_leaves_a_temporary_that_the_next_write_removes(tmp_path
     os.kill(writer.pid, signal.SIGKILL)
     writer.wait()
     assert len(list(target.parent.glob(".last.pt.*.tmp"))) == 1  # what SIGKILL leaves
-    (target.parent / ".other.txt.999999999.x.tmp").write_text("")  # another file's: left alone
-    atomic_write_text(target, "new")
-    assert target.read_text() == "new"
-    assert not list(target.parent.glob(".last.pt.*.tmp"))
-    assert (target.parent / ".other.txt.999999999.x.tmp").exists()
+    (target.parent / ".export.onnx.999999999.abcd.tmp").write_text("")  # a dead writer of another file
+    (target.parent / f".model.onnx.{os.getpid()}.abcd.tmp").write_text("")  # a live writer's: kept
+    (target.parent / ".notes.tmp").write_text("")  # not anas's: kept
+    atomic_write_text(target.parent / "metrics.csv", "new")
+    assert (target.parent / "metrics.csv").read_text() == "new"
+    assert not list(target.parent.glob(".last.pt.*.tmp")) and not list(target.parent.glob(".export.onnx.*"))
+    assert (target.parent / f".model.onnx.{os.getpid()}.abcd.tmp").exists() and (target.parent / ".notes.tmp").exists()
 
 
 def test_a_corrupt_checkpoint_never_suggests_an_unsafe_load(run, run_cli, tmp_path):
