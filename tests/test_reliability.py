@@ -234,3 +234,18 @@ def test_cells_are_quoted_as_plain_values(run_cli, tmp_path, tiny):
     frame.to_csv(tmp_path / "r.csv", index=False)
     result = run_cli("predict-fit", "--records", tmp_path / "r.csv", "--space", "tiny", "--out", tmp_path / "o")
     assert_one_line_error(result, "line 4, column width_0: nan is not a number")
+
+
+def test_records_of_an_earlier_version_are_extended_and_read_again(run_cli, tmp_path):
+    """A records.csv written before rows noted how they were made: its rows are kept, new
+    rows note it, and the mixed file reads back (1 in a column with empty cells is 1.0)."""
+    folder = train_tiny_run(tmp_path / "run")
+    assert run_cli("predict-fit", "--run", folder, "--samples", "10", "--no-plot", "--json").code == 0
+    legacy = pd.read_csv(folder / "records.csv").drop(columns=["split", "calib_batches", "checkpoint"])
+    legacy.to_csv(folder / "records.csv", index=False)
+    for samples in ("12", "14"):
+        result = run_cli("predict-fit", "--run", folder, "--samples", samples, "--no-plot", "--json")
+        assert result.code == 0, result.stderr
+    table = pd.read_csv(folder / "records.csv")
+    assert len(table) == 14 and table["checkpoint"].isna().sum() == 10
+    assert table["checkpoint"].dropna().str.startswith("sha256:").all()

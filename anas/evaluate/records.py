@@ -93,13 +93,23 @@ def read_run_records(path: Path, run: TrainedRun, made: dict) -> pd.DataFrame:
     for column, value in made.items():
         if column not in table.columns:
             continue
-        known = table[column].dropna()
-        differs = known.astype(str) != str(value)
-        if differs.any():
-            other = known[differs].iloc[0]
+        differs = [other for other in table[column].dropna() if not _same(other, value)]
+        if differs:
+            other = differs[0]
             raise AnasError(f"{path} holds subnets evaluated with {column} {plain(other)}, not {value} as now: "
                             f"move it away to evaluate anew (rows made differently are never mixed)")
     return table
+
+
+def _same(read: object, value: object) -> bool:
+    """Whether a cell read back from the CSV holds ``value`` (numbers compare as numbers: a
+    column with empty cells of older rows reads 1 as 1.0)."""
+    if isinstance(value, (int, float)):
+        try:
+            return float(read) == float(value)
+        except (TypeError, ValueError):
+            return False
+    return str(read) == str(value)
 
 
 def _new_rows(space: SearchSpace, on_disk: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:

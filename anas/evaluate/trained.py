@@ -41,12 +41,12 @@ class TrainedRun:
 
     @cached_property
     def checkpoint_id(self) -> str:
-        """The checkpoint's identity: the first 16 hex digits of its SHA-256."""
+        """The checkpoint's identity: ``sha256:`` and the first 16 hex digits of its SHA-256."""
         digest = hashlib.sha256()
         with open(self.run_dir.checkpoint_path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
-        return digest.hexdigest()[:16]
+        return f"sha256:{digest.hexdigest()[:16]}"
 
     def calibration_batches(self):
         c = self.config
