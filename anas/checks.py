@@ -66,13 +66,19 @@ each one asked for (counted at attentive-nas's 33 columns)."""
 
 
 def available_memory() -> int | None:
-    """Bytes this process may still allocate: the free physical memory, or the address-
-    space limit (``ulimit -v``) when that is lower; None where the system does not say."""
+    """Bytes this process may still allocate: the memory the system can give without
+    swapping (Linux's ``MemAvailable``, which counts reclaimable caches; elsewhere the
+    free pages), or the address-space limit (``ulimit -v``) when that is lower; None
+    where the system does not say."""
     limits = []
-    try:
-        limits.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        pass
+    physical = _linux_mem_available()
+    if physical is None:
+        try:
+            physical = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            physical = None
+    if physical is not None:
+        limits.append(physical)
     try:
         import resource
 
@@ -82,6 +88,17 @@ def available_memory() -> int | None:
     except (ImportError, ValueError, OSError):
         pass
     return min(limits) if limits else None
+
+
+def _linux_mem_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _address_space_in_use() -> int:
