@@ -60,9 +60,13 @@ TABLE_CELL_BYTES = 32
 """Memory per cell of a cost table while it is built (``anas profile --sample``): measured
 0.86 kB per subnet of attentive-nas (33 columns) for 10^6 subnets, peak RSS, rounded up."""
 
-SPREAD_SAMPLE_BYTES = 10 * 33 * TABLE_CELL_BYTES
+SUBNET_BYTES = 33 * TABLE_CELL_BYTES
+"""Memory per sampled subnet with its costs, counted at attentive-nas's 33 columns
+(``train --prior-samples``)."""
+
+SPREAD_SAMPLE_BYTES = 10 * SUBNET_BYTES
 """Memory per subnet of ``spread_sample`` (``--samples``): it draws a pool of 10 subnets for
-each one asked for (counted at attentive-nas's 33 columns)."""
+each one asked for."""
 
 
 def available_memory() -> int | None:

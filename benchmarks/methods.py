@@ -41,7 +41,7 @@ from anas.predict.metrics import rank_metrics
 from anas.space.arch import ArchBatch, largest_arch, smallest_arch
 from anas.space.cost import batch_costs
 from anas.space.sampling import spread_sample
-from anas.space.table import setting_columns
+from anas.space.table import subnet_keys
 from anas.train.loop import start_training
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -78,8 +78,7 @@ def train_run(work: Path, method: str, seed: int, scale: Scale) -> Path:
 def supernet_accuracies(run: TrainedRun, subnets: int) -> dict[tuple, float]:
     """Top-1 of the ``subnets`` spread subnets with the supernet's weights, by settings."""
     _, table, _ = collect_records(run, subnets, seed=0)
-    keys = [tuple(row) for row in table[setting_columns(run.space)].to_numpy(dtype=np.float64)]
-    return dict(zip(keys, table["acc1"].to_numpy(float)))
+    return dict(zip(subnet_keys(run.space, table), table["acc1"].to_numpy(float)))
 
 
 def band_edges(run: TrainedRun) -> np.ndarray:
@@ -148,9 +147,7 @@ def main() -> None:
                                              out=str(work / "standalone"), plot=False))
         table = pd.read_csv(alone.paths["table"])
         reference_run = load_trained_run(reference)
-        space_columns = setting_columns(reference_run.space)
-        standalone_acc = {tuple(row): float(a) for row, a in zip(table[space_columns].to_numpy(dtype=np.float64),
-                                                                 table["acc1_standalone"])}
+        standalone_acc = dict(zip(subnet_keys(reference_run.space, table), map(float, table["acc1_standalone"])))
         per_method = {}
         for method in methods:
             per_seed = [figures_of_run(folder, scale, standalone_acc) for folder in runs[method]]

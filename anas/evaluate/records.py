@@ -22,7 +22,7 @@ from anas.progress import progress_bars
 from anas.space.arch import Arch
 from anas.space.sampling import spread_sample
 from anas.space.space import SearchSpace
-from anas.space.table import setting_columns, write_table
+from anas.space.table import subnet_keys, write_table
 from anas.train import distributed
 
 RECORDS_FILE = "records.csv"
@@ -114,9 +114,8 @@ def _same(read: object, value: object) -> bool:
 
 def _new_rows(space: SearchSpace, on_disk: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
     """Which of ``rows`` hold a subnet that ``on_disk`` lacks."""
-    known = {tuple(row) for row in on_disk[setting_columns(space)].to_numpy(dtype=np.float64)}
-    return np.array([tuple(row) not in known for row in rows[setting_columns(space)].to_numpy(dtype=np.float64)],
-                    dtype=bool)
+    known = set(subnet_keys(space, on_disk))
+    return np.array([key not in known for key in subnet_keys(space, rows)], dtype=bool)
 
 
 def resolve_split(run: TrainedRun, split: str) -> str:

@@ -36,12 +36,13 @@ from anas.evaluate.trained import TrainedRun, load_trained_run
 from anas.io import atomic_write_json, json_safe
 from anas.plots import new_figure, save_png
 from anas.predict.folder import has_predictor, load_predictor
+from anas.predict.kinds import Predictor
 from anas.predict.metrics import rank_metrics
 from anas.progress import progress_bars
 from anas.space.arch import Arch, ArchBatch, arch_from_dict
 from anas.space.cost import batch_costs
 from anas.space.sampling import spread_sample
-from anas.space.table import archs_to_frame, frame_to_archs, read_archs, read_table, setting_columns, write_table
+from anas.space.table import archs_to_frame, frame_to_archs, read_archs, read_table, subnet_keys, write_table
 from anas.train import distributed
 from anas.train.config import option
 from anas.train.rundir import latest_checkpointed_run
@@ -89,8 +90,9 @@ def standalone(options: StandaloneOptions, progress: bool = False) -> Standalone
     archs = _subnets(run, options)
     out = Path(options.out) if options.out else run.run_dir.path / "standalone"
     epochs = options.epochs or run.config.epochs
-    existing = _read_existing(out / TABLE_FILE, run, epochs, options.seed)
-    done = set() if existing is None else set(frame_to_archs(run.space, existing))
+    existing = _read_existing(out / TABLE_FILE, epochs, options.seed)
+    done = set() if existing is None else set(frame_to_archs(run.space, existing, str(out / TABLE_FILE)))
+    predictor = _run_predictor(run)
     todo = [arch for arch in archs if arch not in done]
     ctx = distributed.init_distributed(run.device.type)
     try:
@@ -104,13 +106,13 @@ def standalone(options: StandaloneOptions, progress: bool = False) -> Standalone
                 row = _measure(run, config, mine, out, lambda epoch, row: bar.advance()) if mine else None
                 rows = [r for r in distributed.gather_objects(row, ctx) if r is not None]
                 if ctx.is_main:
-                    table = _append(run, table, rows, epochs, options.seed)
+                    table = _append(run, predictor, table, rows, epochs, options.seed)
                     write_table(table, out / TABLE_FILE)
         if not ctx.is_main:
             return StandaloneOutcome(None, run_path, chosen, len(todo))
     finally:
         distributed.shutdown(ctx)
-    rows = _rows_of(run, table, archs)
+    rows = _rows_of(run, predictor, table, archs)
     ranking = ranking_of(rows, run_path, epochs, options.seed)
     paths = {"table": str(out / TABLE_FILE), "ranking": str(atomic_write_json(out / RANKING_FILE, ranking))}
     if options.plot:
@@ -124,8 +126,8 @@ def _check_options(options: StandaloneOptions) -> None:
     if options.subnets is not None:
         check_at_least(options.subnets, MIN_SUBNETS, "--subnets", " (a rank correlation needs three subnets)")
         check_memory(options.subnets * SPREAD_SAMPLE_BYTES, "--subnets", options.subnets)
-    if options.epochs is not None and options.epochs < 1:
-        raise AnasError(f"--epochs must be at least 1, got {options.epochs}")
+    if options.epochs is not None:
+        check_at_least(options.epochs, 1, "--epochs")
     check_seed(options.seed)
 
 
@@ -158,33 +160,38 @@ def _measure(run: TrainedRun, config, arch: Arch, out: Path, on_epoch_end) -> di
     return {"arch": arch.to_dict(), "acc1_standalone": trained.result.acc1, "acc1_supernet": run.evaluate(arch).acc1}
 
 
-def _append(run: TrainedRun, table: pd.DataFrame | None, rows: list[dict[str, Any]], epochs: int,
-            seed: int) -> pd.DataFrame:
+def _append(run: TrainedRun, predictor: Predictor | None, table: pd.DataFrame | None, rows: list[dict[str, Any]],
+            epochs: int, seed: int) -> pd.DataFrame:
     archs = [arch_from_dict(run.space, row["arch"]) for row in rows]
     batch = ArchBatch.from_archs(archs)
     frame = archs_to_frame(run.space, batch, batch_costs(run.space, batch, run.num_classes))
     for column in ("acc1_standalone", "acc1_supernet"):
         frame[column] = [row[column] for row in rows]
-    frame["acc1_predicted"] = _predicted(run, archs)
+    frame["acc1_predicted"] = _predicted(predictor, archs)
     frame["epochs"], frame["seed"] = epochs, seed
     return frame if table is None else pd.concat([table, frame], ignore_index=True)
 
 
-def _predicted(run: TrainedRun, archs: list[Arch]) -> np.ndarray:
-    """The predictor's accuracy of ``archs`` when the run folder has a predictor, else NaN."""
+def _run_predictor(run: TrainedRun) -> Predictor | None:
+    """The predictor in the run folder (``anas predict-fit`` writes it there), if any."""
     if not has_predictor(run.run_dir.path):
-        return np.full(len(archs), np.nan)
+        return None
     predictor = load_predictor(run.run_dir.path)
     predictor.check_space(run.space, str(run.run_dir.path))
-    return predictor.predict_archs(archs)
+    return predictor
 
 
-def _read_existing(path: Path, run: TrainedRun, epochs: int, seed: int) -> pd.DataFrame | None:
-    """The rows of an earlier (interrupted) command, which must have trained the same way."""
+def _predicted(predictor: Predictor | None, archs: list[Arch]) -> np.ndarray:
+    """The predictor's accuracy of ``archs``; NaN without a predictor."""
+    return np.full(len(archs), np.nan) if predictor is None else predictor.predict_archs(archs)
+
+
+def _read_existing(path: Path, epochs: int, seed: int) -> pd.DataFrame | None:
+    """The rows of an earlier (interrupted) command, which must have trained the same way
+    (their subnets are checked against the space by the caller)."""
     if not path.exists():
         return None
     table = read_table(path)
-    frame_to_archs(run.space, table, str(path))
     missing = [c for c in ("acc1_standalone", "acc1_supernet", "epochs", "seed") if c not in table.columns]
     if missing:
         raise TableError(f"{path}: missing column(s) {', '.join(missing)}: not a table of anas standalone")
@@ -196,13 +203,13 @@ def _read_existing(path: Path, run: TrainedRun, epochs: int, seed: int) -> pd.Da
     return table
 
 
-def _rows_of(run: TrainedRun, table: pd.DataFrame, archs: list[Arch]) -> pd.DataFrame:
+def _rows_of(run: TrainedRun, predictor: Predictor | None, table: pd.DataFrame, archs: list[Arch]) -> pd.DataFrame:
     """The table's rows of ``archs`` (a table may hold more, from an earlier request), with
     the predictor's column as the run's predictor says now."""
     keys = [tuple(row) for row in ArchBatch.from_archs(archs).matrix()]
-    index = {tuple(row): i for i, row in enumerate(table[setting_columns(run.space)].to_numpy(dtype=np.float64))}
+    index = {key: i for i, key in enumerate(subnet_keys(run.space, table))}
     rows = table.iloc[[index[key] for key in keys]].reset_index(drop=True)
-    rows["acc1_predicted"] = _predicted(run, archs)
+    rows["acc1_predicted"] = _predicted(predictor, archs)
     return rows
 
 

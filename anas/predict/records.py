@@ -17,7 +17,7 @@ from anas.errors import TableError
 from anas.space.arch import Arch, ArchBatch
 from anas.space.cost import batch_costs
 from anas.space.space import SearchSpace
-from anas.space.table import archs_to_frame, frame_to_archs, read_table, setting_columns
+from anas.space.table import archs_to_frame, frame_to_archs, read_table, setting_columns, subnet_keys
 
 RESULT_COLUMNS = ("acc1", "acc5", "loss")
 
@@ -70,5 +70,5 @@ def unrecorded(archs: list[Arch], frame: pd.DataFrame | None, space: SearchSpace
     """The subnets of ``archs`` that have no row in the records ``frame`` yet."""
     if frame is None:
         return list(archs)
-    known = {tuple(row) for row in frame[setting_columns(space)].to_numpy(dtype=np.float64)}
+    known = set(subnet_keys(space, frame))
     return [arch for arch, row in zip(archs, ArchBatch.from_archs(archs).matrix()) if tuple(row) not in known]

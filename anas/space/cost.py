@@ -138,7 +138,7 @@ are computed in float64, exact for integers that size, and stored as int64."""
 def check_cost_range(space: SearchSpace) -> None:
     """Refuse (ValueError) a space whose costs cannot be counted exactly: a subnet with
     more than ``MAX_MACS`` multiply-accumulates or parameters, with the space's classes."""
-    tables = _CostTables(space, space.num_classes)
+    tables = _tables(space, space.num_classes)  # cached: the cost model uses the same tables
     most = sum(float(np.max(table, axis=tuple(range(1, table.ndim))).max())
                for table in (tables.first, *tables.stages, tables.head))
     if not most < MAX_MACS:

@@ -43,6 +43,12 @@ def archs_to_frame(space: SearchSpace, batch: ArchBatch, costs: Costs | None = N
     return pd.DataFrame(data)
 
 
+def subnet_keys(space: SearchSpace, frame: pd.DataFrame) -> list[tuple[float, ...]]:
+    """Each row's settings as a tuple, the key by which tables are matched subnet to
+    subnet (equal to the rows of :meth:`ArchBatch.matrix` for the same subnets)."""
+    return [tuple(row) for row in frame[setting_columns(space)].to_numpy(dtype=np.float64)]
+
+
 def frame_to_archs(space: SearchSpace, frame: pd.DataFrame, source: str = "table") -> ArchBatch:
     """Read the settings columns of a table back as subnets, checking every cell."""
     expected = setting_columns(space)

@@ -14,7 +14,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from anas.checks import SPREAD_SAMPLE_BYTES, check_memory, check_seed
+from anas.checks import SUBNET_BYTES, check_memory, check_seed
 from anas.device import check_device_name
 from anas.errors import AnasError
 from anas.io import read_yaml
@@ -118,7 +118,7 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise AnasError(message)
-        check_memory(self.prior_samples * SPREAD_SAMPLE_BYTES // 10, "--prior-samples", self.prior_samples)
+        check_memory(self.prior_samples * SUBNET_BYTES, "--prior-samples", self.prior_samples)
         check_device_name(self.device, allow_auto=True)
         check_seed(self.seed)
 
