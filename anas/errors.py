@@ -33,3 +33,8 @@ def one_line(exc: BaseException, limit: int = 200) -> str:
     """An exception's message on one line (at most ``limit`` characters), or its type's
     name when it has none: how a library's error is quoted in an anas error."""
     return " ".join(str(exc).split())[:limit] or type(exc).__name__
+
+
+class AnasWarning(UserWarning):
+    """Something the user should know that does not stop the work; the CLI prints it as
+    one line (``anas: warning: ...``), once."""

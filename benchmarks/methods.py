@@ -2,17 +2,23 @@
 
     python benchmarks/methods.py [--quick] [--methods uniform,bestup-k3] [--work DIR]
 
-For each method (a set of ``anas train`` options; today one per registered sampler) and
-each of 3 seeds, it trains a supernet with the README's main job (``tiny`` space,
-embedded digits, 12 epochs, the AttentiveNAS recipe), evaluates the same 64 subnets
-spread over the MFLOPs range with BN recalibration (``anas predict-fit``'s records), and
-compares them with 8 of those subnets trained stand-alone once (``anas standalone``,
-seed 0, the same recipe and epochs). Per method it reports the mean and the spread
-(standard deviation over seeds, and min..max) of
+For each method (a set of ``anas train`` options and a way to rank subnets) and each of
+3 seeds, it trains a supernet with the README's main job (``tiny`` space, embedded
+digits, 12 epochs, the AttentiveNAS recipe), evaluates the same 64 subnets spread over
+the MFLOPs range with BN recalibration (``anas predict-fit``'s records), and compares
+them with 8 of those subnets trained stand-alone once (``anas standalone``, seed 0, the
+same recipe and epochs). A method ranks subnets by their evaluated top-1 (the supernet's
+weights), or by a zero-cost predictor read from its run (``--kind bn``: the BN-NAS
+indicator). Per method it reports the mean and the spread (standard deviation over
+seeds, and min..max) of
 
 - the best top-1 among the 64 in each of 4 equal MFLOPs bands of the space's range,
 - the mean top-1 of the 64,
-- Kendall tau of supernet against stand-alone accuracy on the 8.
+- Kendall tau of the method's ranking against stand-alone accuracy on the 8,
+- for zero-cost rankings, Kendall tau against the evaluated top-1 of the 64 with the
+  ``uniform`` supernet of the same seed,
+
+next to the taus of MFLOPs alone and params alone.
 
 Prints one table and writes benchmarks/results/methods.json (``--quick``: 1 seed, 1
 epoch, 16 and 4 subnets, written to methods-quick.json, for tests). A method issue adds
@@ -26,6 +32,7 @@ import platform
 import statistics
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,10 +40,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from anas.errors import AnasWarning
 from anas.evaluate.records import collect_records
 from anas.evaluate.standalone import StandaloneOptions, standalone
 from anas.evaluate.trained import TrainedRun, load_trained_run
 from anas.io import atomic_write_json
+from anas.predict.kinds import PREDICTOR_KINDS, PredictorConfig
 from anas.predict.metrics import rank_metrics
 from anas.space.arch import ArchBatch, largest_arch, smallest_arch
 from anas.space.cost import batch_costs
@@ -47,11 +56,20 @@ from anas.train.loop import start_training
 RESULTS = Path(__file__).resolve().parent / "results"
 
 METHODS: dict[str, dict] = {
-    "uniform": {"sampler": "uniform"},
-    "bestup-k3": {"sampler": "bestup-k3"},
-    "worstup-k3": {"sampler": "worstup-k3"},
+    "uniform": {"train": {"sampler": "uniform"}},
+    "bestup-k3": {"train": {"sampler": "bestup-k3"}},
+    "worstup-k3": {"train": {"sampler": "worstup-k3"}},
+    # BN-NAS: BN-only training (uniform single subnets, as in the paper) for a tenth of the schedule
+    "bn-only-1ep+bn-indicator": {"train": {"sampler": "uniform", "private_bn": True, "train_only": "bn",
+                                           "epochs": 1, "warmup_epochs": 0.0}, "rank_by": "bn"},
+    "full-train+bn-indicator": {"train": {"sampler": "uniform", "private_bn": True}, "rank_by": "bn"},
 }
-"""Each method's options of ``anas train`` (on top of the README's main job)."""
+"""Each method: its options of ``anas train`` (on top of the README's main job; an
+``epochs`` here is the method's own) and how it ranks subnets: ``rank_by`` names a
+zero-cost predictor kind read from the run; without it, the evaluated top-1."""
+
+REFERENCE = "uniform"
+"""The method whose evaluated top-1 zero-cost rankings are compared with."""
 
 BANDS = 4
 
@@ -69,10 +87,22 @@ QUICK = Scale(seeds=(0,), epochs=1, subnets=16, standalone=4)
 
 def train_run(work: Path, method: str, seed: int, scale: Scale) -> Path:
     folder = work / f"{method}-seed{seed}"
+    options = METHODS[method]["train"]
+    epochs = min(options.get("epochs", scale.epochs), scale.epochs)
     if not (folder / "checkpoints" / "last.pt").is_file():
-        start_training({**METHODS[method], "seed": seed, "epochs": scale.epochs, "run_dir": str(folder)},
-                       progress=False)
+        start_training({**options, "seed": seed, "epochs": epochs, "run_dir": str(folder)}, progress=False)
     return folder
+
+
+def ranking_scores(method: str, run: TrainedRun, batch: ArchBatch, evaluated: np.ndarray) -> np.ndarray:
+    """How ``method`` ranks the subnets of ``batch``: their evaluated top-1, or its zero-cost predictor's scores."""
+    kind = METHODS[method].get("rank_by")
+    if kind is None:
+        return evaluated
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AnasWarning)  # the rows say which runs share their BNs
+        predictor = PREDICTOR_KINDS.get(kind).from_supernet(run.supernet, PredictorConfig(), run.num_classes)
+    return predictor.predict(batch)
 
 
 def supernet_accuracies(run: TrainedRun, subnets: int) -> dict[tuple, float]:
@@ -87,19 +117,52 @@ def band_edges(run: TrainedRun) -> np.ndarray:
     return np.linspace(low, high, BANDS + 1)
 
 
-def figures_of_run(folder: Path, scale: Scale, standalone_acc: dict[tuple, float]) -> dict:
-    run = load_trained_run(folder)
+def spread_subnets(run: TrainedRun, scale: Scale) -> ArchBatch:
+    """The subnets every method is measured on (the same for every run)."""
+    return ArchBatch.from_archs(spread_sample(run.space, scale.subnets, 0, run.num_classes))
+
+
+def evaluated_top1(run: TrainedRun, scale: Scale) -> np.ndarray:
+    """Top-1 of :func:`spread_subnets` with the run's weights, in their order."""
     accuracies = supernet_accuracies(run, scale.subnets)
-    archs = spread_sample(run.space, scale.subnets, 0, run.num_classes)
-    batch = ArchBatch.from_archs(archs)
+    return np.array([accuracies[tuple(row)] for row in spread_subnets(run, scale).matrix()])
+
+
+def tau(measured, score) -> float:
+    return rank_metrics(np.asarray(measured, float), np.asarray(score, float))["kendall_tau"]
+
+
+def figures_of_run(method: str, folder: Path, scale: Scale, standalone_acc: dict[tuple, float],
+                   reference_acc: np.ndarray) -> dict:
+    run = load_trained_run(folder)
+    batch = spread_subnets(run, scale)
+    acc = evaluated_top1(run, scale)
     mflops = batch_costs(run.space, batch, run.num_classes).mflops
-    acc = np.array([accuracies[tuple(row)] for row in batch.matrix()])
     edges = band_edges(run)
     band = np.clip(np.searchsorted(edges, mflops, side="right") - 1, 0, BANDS - 1)
     best = [float(acc[band == b].max()) if (band == b).any() else None for b in range(BANDS)]
-    keys = list(standalone_acc)
-    tau = rank_metrics(np.array([standalone_acc[k] for k in keys]), np.array([accuracies[k] for k in keys]))
-    return {"best_acc1_per_band": best, "mean_acc1": float(acc.mean()), "kendall_tau": tau["kendall_tau"]}
+    score = ranking_scores(method, run, batch, acc)
+    keys = [tuple(row) for row in batch.matrix()]
+    alone = [i for i, key in enumerate(keys) if key in standalone_acc]
+    figures = {"best_acc1_per_band": best, "mean_acc1": float(acc.mean()),
+               "kendall_tau": tau([standalone_acc[keys[i]] for i in alone], score[alone])}
+    if METHODS[method].get("rank_by"):
+        figures["kendall_tau_evaluated"] = tau(reference_acc, score)
+    return figures
+
+
+def cost_baselines(run: TrainedRun, scale: Scale, standalone_acc: dict[tuple, float],
+                   reference_acc: list[np.ndarray]) -> dict:
+    """Kendall tau of MFLOPs alone and of params alone, against the stand-alone top-1 and
+    against each seed's evaluated top-1 of the reference method."""
+    batch = spread_subnets(run, scale)
+    costs = batch_costs(run.space, batch, run.num_classes)
+    keys = [tuple(row) for row in batch.matrix()]
+    alone = [i for i, key in enumerate(keys) if key in standalone_acc]
+    measured = [standalone_acc[keys[i]] for i in alone]
+    return {name: {"kendall_tau": tau(measured, values[alone]),
+                   "kendall_tau_evaluated": spread([tau(acc, values) for acc in reference_acc])}
+            for name, values in (("MFLOPs alone", costs.mflops), ("params alone", costs.params))}
 
 
 def spread(values: list[float | None]) -> dict:
@@ -111,15 +174,18 @@ def spread(values: list[float | None]) -> dict:
 
 
 def summarize(per_seed: list[dict]) -> dict:
-    return {
+    summary = {
         "best_acc1_per_band": [spread([s["best_acc1_per_band"][b] for s in per_seed]) for b in range(BANDS)],
         "mean_acc1": spread([s["mean_acc1"] for s in per_seed]),
         "kendall_tau": spread([s["kendall_tau"] for s in per_seed]),
     }
+    if "kendall_tau_evaluated" in per_seed[0]:
+        summary["kendall_tau_evaluated"] = spread([s["kendall_tau_evaluated"] for s in per_seed])
+    return summary
 
 
 def cell(stats: dict, digits: int = 2) -> str:
-    if stats["mean"] is None:
+    if stats is None or stats["mean"] is None:
         return "-"
     return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
 
@@ -141,17 +207,21 @@ def main() -> None:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        runs = {m: [train_run(work, m, seed, scale) for seed in scale.seeds] for m in methods}
-        reference = runs[methods[0]][0]  # the stand-alone trainings share its recipe, seed 0
+        trained = [REFERENCE, *(m for m in methods if m != REFERENCE)]  # the reference is always trained
+        runs = {m: [train_run(work, m, seed, scale) for seed in scale.seeds] for m in trained}
+        reference = runs[REFERENCE][0]  # the stand-alone trainings share its recipe, seed 0
         alone = standalone(StandaloneOptions(run=str(reference), subnets=scale.standalone, epochs=scale.epochs,
                                              out=str(work / "standalone"), plot=False))
         table = pd.read_csv(alone.paths["table"])
         reference_run = load_trained_run(reference)
         standalone_acc = dict(zip(subnet_keys(reference_run.space, table), map(float, table["acc1_standalone"])))
+        reference_acc = [evaluated_top1(load_trained_run(folder), scale) for folder in runs[REFERENCE]]
         per_method = {}
         for method in methods:
-            per_seed = [figures_of_run(folder, scale, standalone_acc) for folder in runs[method]]
+            per_seed = [figures_of_run(method, folder, scale, standalone_acc, reference_acc[i])
+                        for i, folder in enumerate(runs[method])]
             per_method[method] = {"options": METHODS[method], "per_seed": per_seed, **summarize(per_seed)}
+        baselines = cost_baselines(reference_run, scale, standalone_acc, reference_acc)
         edges = band_edges(reference_run)
         result = {
             "scale": {"seeds": list(scale.seeds), "epochs": scale.epochs, "subnets": scale.subnets,
@@ -159,6 +229,8 @@ def main() -> None:
             "band_edges_mflops": [float(e) for e in edges],
             "standalone": {"acc1": list(standalone_acc.values()), "seed": 0},
             "methods": per_method,
+            "baselines": baselines,
+            "reference": REFERENCE,
             "seconds": time.perf_counter() - started,
             "machine": {"platform": platform.platform(), "torch": torch.__version__,
                         "threads": torch.get_num_threads()},
@@ -167,12 +239,16 @@ def main() -> None:
     atomic_write_json(out, result)
     bands = [f"{edges[b]:.2f}-{edges[b + 1]:.2f}" for b in range(BANDS)]
     header = ["method", *(f"best {b} MFLOPs" for b in bands), f"mean of {scale.subnets}",
-              f"tau ({scale.standalone} stand-alone)"]
+              f"tau ({scale.standalone} stand-alone)", f"tau ({REFERENCE} evaluated)"]
     print(f"{len(scale.seeds)} seed(s), {scale.epochs} epochs; mean ± std over seeds")
     print(" | ".join(header))
     for method, figures in per_method.items():
         row = [method, *(cell(s) for s in figures["best_acc1_per_band"]), cell(figures["mean_acc1"]),
-               cell(figures["kendall_tau"], 3)]
+               cell(figures["kendall_tau"], 3), cell(figures.get("kendall_tau_evaluated"), 3)]
+        print(" | ".join(row))
+    for name, figures in baselines.items():
+        row = [name, *("-" for _ in bands), "-", f"{figures['kendall_tau']:.3f}",
+               cell(figures["kendall_tau_evaluated"], 3)]
         print(" | ".join(row))
     print(f"written to {out} ({result['seconds']:.0f} s)")
 

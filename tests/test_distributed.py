@@ -11,7 +11,9 @@ import torch
 import torch.multiprocessing as mp
 
 from anas.evaluate.trained import load_trained_run
+from anas.nn.supernet import Supernet
 from anas.space.arch import largest_arch, smallest_arch
+from anas.space.schema import load_space
 from anas.train.rundir import RunDir, load_checkpoint
 
 OPTIONS = {"space": "tiny", "data": "fake", "batch_size": 8, "epochs": 1, "calib_batches": 1,
@@ -78,13 +80,21 @@ def test_two_processes_sample_the_same_subnets_and_stay_in_sync(tmp_path):
 
 
 def test_torchrun_command_line(tmp_path):
+    """Also BN-NAS's options: BN-only training keeps every other weight as initialized."""
     run = tmp_path / "run"
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
             "-m", "anas", "train", "--data", "fake", "--epochs", "1", "--batch-size", "8",
-            "--calib-batches", "1", "--prior-samples", "1000", "--run-dir", str(run), "--json"]
+            "--calib-batches", "1", "--prior-samples", "1000", "--run-dir", str(run), "--json",
+            "--private-bn", "--train-only", "bn", "--estimator", "bn"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout)  # printed once, by rank 0
     assert summary["epochs"] == 1 and summary["run_dir"] == str(run)
-    assert load_checkpoint(run / "checkpoints" / "last.pt")["global_step"] == 16
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["global_step"] == 16
+    torch.manual_seed(0)
+    initial = Supernet(load_space("tiny"), num_classes=10, private_bn=True).state_dict()
+    trained = [name for name, tensor in state["model"].items()
+               if name.endswith(("weight", "bias")) and not torch.equal(tensor, initial[name])]
+    assert trained and all(".project.bn." in name for name in trained)

@@ -1,11 +1,12 @@
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from anas.nn.static import ConvBNAct, SqueezeExcite
-from anas.nn.supernet import DynamicConvBNAct, DynamicSqueezeExcite, Supernet, crop
+from anas.nn.supernet import DynamicConvBNAct, DynamicSqueezeExcite, Supernet, crop, op_choices
 from anas.space.arch import largest_arch, sample_archs, smallest_arch
 from anas.space.schema import load_space
 
@@ -25,11 +26,13 @@ def _randomize(model: torch.nn.Module, seed: int = 0) -> None:
                 m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * 0.1)
 
 
-@pytest.mark.parametrize("space_name, n", [("tiny", 6), ("cifar", 4), ("attentive-nas", 2)])
-def test_supernet_and_extracted_static_net_agree(space_name, n):
+@pytest.mark.parametrize("space_name, n, private_bn", [("tiny", 6, False), ("cifar", 4, False),
+                                                       ("attentive-nas", 2, False), ("tiny", 6, True),
+                                                       ("cifar", 4, True)])
+def test_supernet_and_extracted_static_net_agree(space_name, n, private_bn):
     space = load_space(space_name)
     torch.manual_seed(0)
-    supernet = Supernet(space)
+    supernet = Supernet(space, private_bn=private_bn)
     _randomize(supernet)
     supernet.eval()
     archs = [smallest_arch(space), largest_arch(space), *sample_archs(space, n, np.random.default_rng(3))]
@@ -217,3 +220,31 @@ def test_drop_connect_and_dropout_only_in_training(tiny):
         a = supernet(x)
         b = supernet(x)
     assert not torch.equal(a, b)
+
+
+def test_private_bn_keeps_a_scale_per_kernel_and_expand_choice(tiny):
+    """Each block's projection BN has one (gamma, beta) row per (kernel, expand) pair; a
+    subnet trains only its rows, and the static net gets them."""
+    supernet = Supernet(tiny, private_bn=True)
+    _randomize(supernet)
+    block = supernet.stages[1][0]
+    assert block.project.bn.weight.shape == (4, 24)  # kernels (3, 5) x expand ratios (4, 6)
+    assert block.depthwise.bn.weight.ndim == 1  # only the projection BN is private
+    arch = replace(largest_arch(tiny), kernel_size=(3, 5, 5), expand_ratio=(1, 4, 6))
+    supernet.set_active(arch)
+    row = op_choices((3, 5), (4, 6)).index((5, 4))
+    assert block.project.bn.active_choice == row
+    supernet.train()
+    supernet(torch.randn(2, 3, arch.resolution, arch.resolution)).sum().backward()
+    grad = block.project.bn.weight.grad
+    assert grad[row].abs().sum() > 0
+    assert grad[[i for i in range(4) if i != row]].abs().sum() == 0
+    static = supernet.get_active_subnet()
+    assert torch.equal(static.blocks[2].project.bn.weight, block.project.bn.weight[row])
+    assert torch.equal(static.blocks[2].project.bn.bias, block.project.bn.bias[row])
+
+
+def test_private_bn_checkpoints_do_not_load_into_a_shared_bn_supernet(tiny):
+    state = Supernet(tiny, private_bn=True).state_dict()
+    with pytest.raises(RuntimeError):
+        Supernet(tiny).load_state_dict(state)

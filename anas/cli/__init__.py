@@ -7,13 +7,15 @@ and exit code 2.
 
 from __future__ import annotations
 
+import os
 import sys
+import warnings
 from importlib.metadata import entry_points
 
 import typer
 
 from anas import __version__
-from anas.errors import AnasError, one_line
+from anas.errors import AnasError, AnasWarning, one_line
 
 app = typer.Typer(
     name="anas",
@@ -75,6 +77,13 @@ from anas.cli import export as _export  # noqa: E402,F401  (registers `anas expo
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code instead of raising SystemExit."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", AnasWarning)  # each warning once per place
+        warnings.showwarning = _show_warning
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         if _plugin_error is not None:
             raise _plugin_error
@@ -104,3 +113,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _fail(message: str) -> None:
     print(f"anas: error: {message}", file=sys.stderr)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """anas's own warnings as one line on stderr (on rank 0 of a ``torchrun`` job only);
+    other libraries' as Python prints them."""
+    if not issubclass(category, AnasWarning):
+        print(warnings.formatwarning(message, category, filename, lineno, line), end="", file=sys.stderr)
+    elif os.environ.get("RANK", "0") == "0":
+        print(f"anas: warning: {message}", file=sys.stderr)

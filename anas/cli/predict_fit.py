@@ -30,17 +30,19 @@ def predict_fit_command(
     n_estimators: int = typer.Option(PredictorConfig.n_estimators, "--n-estimators", help="LightGBM boosting rounds."),
     learning_rate: float = typer.Option(PredictorConfig.learning_rate, "--learning-rate", help="LightGBM learning rate."),
     num_leaves: Optional[int] = typer.Option(None, "--num-leaves", help="LightGBM leaves per tree (default: min(31, max(4, n/10)))."),
+    bn_reduce: str = typer.Option(PredictorConfig.bn_reduce, "--bn-reduce", help="With --kind bn: sum or mean of the blocks' indicators."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled subnets, the split and the predictor."),
     no_plot: bool = typer.Option(False, "--no-plot", help="Do not draw predictor.png."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     json_output: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
 ) -> None:
-    """Evaluate sampled subnets (BN recalibrated) and fit an accuracy predictor (LightGBM by default)."""
+    """Evaluate sampled subnets (BN recalibrated) and fit an accuracy predictor (LightGBM by default), or read a
+    zero-cost one from the run's checkpoint (--kind bn)."""
     options = PredictFitOptions(
         run=run, records=records, space=space, samples=samples, calib_batches=calib_batches, split=split,
         device=device, kind=kind, test_records=test_records, test_fraction=test_fraction, out=out_dir,
         config=PredictorConfig(n_estimators=n_estimators, learning_rate=learning_rate, num_leaves=num_leaves,
-                               seed=seed),
+                               seed=seed, bn_reduce=bn_reduce),
         plot=not no_plot, progress=not (quiet or json_output) and is_main_process())
     outcome = predict_fit(options)
     if outcome.report is None:  # not the main process of a distributed run
@@ -54,18 +56,30 @@ def _show(report: FitReport, json_output: bool) -> None:
     if json_output:
         print_json(report.to_dict())
         return
-    table = Table(title=f"{report.kind} accuracy predictor of {report.space} on {report.n_test} held-out records")
+    if "mae" in report.metrics:
+        title = f"{report.kind} accuracy predictor of {report.space} on {report.n_test} held-out records"
+    else:
+        title = f"{report.kind} predictor of {report.space} (zero cost) on {report.n_test} records"
+    table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
     if any(v != v for v in report.metrics.values()):  # NaN
-        err.print("note: the predictions are constant (too few or too similar records): the rank correlations are undefined")
-    table.add_row("Kendall tau", f"{report.metrics['kendall_tau']:.3f}")
-    table.add_row("Spearman rho", f"{report.metrics['spearman_rho']:.3f}")
-    table.add_row("mean absolute error (top-1 %)", f"{report.metrics['mae']:.3f}")
-    table.add_row("records (fit / test / all)", f"{report.n_train} / {report.n_test} / {report.n_records}")
-    table.add_row("evaluated now", str(report.evaluated_now))
+        err.print("note: some scores are constant (too few or too similar records): their rank correlations are "
+                  "undefined")
+    for suffix, name in (("", ""), ("_mflops", " of MFLOPs alone"), ("_params", " of params alone")):
+        if f"kendall_tau{suffix}" in report.metrics:
+            table.add_row(f"Kendall tau{name}", f"{report.metrics['kendall_tau' + suffix]:.3f}")
+            table.add_row(f"Spearman rho{name}", f"{report.metrics['spearman_rho' + suffix]:.3f}")
+    if "mae" in report.metrics:
+        table.add_row("mean absolute error (top-1 %)", f"{report.metrics['mae']:.3f}")
+        table.add_row("records (fit / test / all)", f"{report.n_train} / {report.n_test} / {report.n_records}")
+        table.add_row("evaluated now", str(report.evaluated_now))
     if report.duplicates_merged:
         table.add_row("repeated subnets merged (acc1 averaged)", str(report.duplicates_merged))
-    out.print(table)
+    if report.metrics:
+        out.print(table)
+    else:
+        out.print(f"{report.kind} predictor of {report.space} written (no records to measure it on: "
+                  f"anas predict-fit --samples N evaluates some)")
     for name, path in report.paths.items():
         out.print(f"{name}: {path}")

@@ -62,18 +62,23 @@ def _json_record(report: SearchReport) -> dict:
     return record
 
 
+def score_text(value: float, label: str) -> str:
+    """A predicted accuracy with two decimals; another score with four significant digits."""
+    return f"{value:.2f}" if label.endswith("(%)") else f"{value:.4g}"
+
+
 def _show(report: SearchReport) -> None:
     result, best, measured = report.result, report.best, report.measured
     archive = result.archive
     table = Table(title=f"Pareto front: {len(result.front)} subnets ({result.strategy}, {result.calls} predictor "
                         f"calls, {result.seconds:.1f} s)")
-    for column in ("", "MFLOPs", "params (M)", "predicted top-1", *(["measured top-1"] if measured else []), "resolution",
+    for column in ("", "MFLOPs", "params (M)", result.score_label.removesuffix(" (%)"), *(["measured top-1"] if measured else []), "resolution",
                    "depth"):
         table.add_column(column, justify="right")
     for index in result.front[:20]:
         arch = result.arch(int(index))
         row = ["*" if index == best else "", f"{archive.mflops[index]:.2f}", f"{archive.params_m[index]:.2f}",
-               f"{archive.pred_acc1[index]:.2f}"]
+               score_text(archive.pred_acc1[index], result.score_label)]
         if measured:
             row.append(f"{measured[int(index)]:.2f}" if int(index) in measured else "")
         table.add_row(*row, str(arch.resolution), " ".join(map(str, arch.depth)))

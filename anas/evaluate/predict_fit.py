@@ -10,11 +10,12 @@ from anas.checks import check_fraction
 from anas.errors import AnasError
 from anas.evaluate.records import RECORDS_FILE, check_record_request, collect_records
 from anas.evaluate.trained import load_trained_run
-from anas.predict.fit import FitReport, fit_and_report
+from anas.predict.fit import FitReport, fit_and_report, zero_cost_report
 from anas.predict.kinds import PREDICTOR_KINDS, PredictorConfig
 from anas.predict.metrics import split_indices
 from anas.predict.records import read_records
 from anas.space.schema import load_space
+from anas.train.distributed import environment_rank
 from anas.train.rundir import latest_checkpointed_run
 
 
@@ -46,15 +47,19 @@ class PredictFitOutcome:
 def predict_fit(options: PredictFitOptions) -> PredictFitOutcome:
     """Evaluate subnets of a run into its records (or read a records file), fit a
     predictor of ``options.kind`` and measure it on held-out records."""
-    PREDICTOR_KINDS.resolve(options.kind)  # an unknown kind fails before any evaluation
+    kind = PREDICTOR_KINDS.get(options.kind)  # an unknown kind fails before any evaluation
     check_fraction(options.test_fraction, "--test-fraction", low_open=True, high_open=True)
     if options.run is not None and options.records is not None:
         raise AnasError("give either --run RUN_DIR or --records FILE.csv --space S, not both")
     if options.records is not None:
+        if kind.zero_cost:
+            raise AnasError(f"--kind {options.kind} is read from a trained supernet: give --run RUN_DIR "
+                            f"(and --test-records FILE.csv to measure it on other records)")
         return PredictFitOutcome(_fit_records_file(options), None, False)
     chosen = options.run is None
     run_path = str(latest_checkpointed_run()) if chosen else options.run
-    return PredictFitOutcome(_fit_run(run_path, options), run_path, chosen)
+    fit = _read_zero_cost if kind.zero_cost else _fit_run
+    return PredictFitOutcome(fit(run_path, options), run_path, chosen)
 
 
 def _fit_run(run_path: str, options: PredictFitOptions) -> FitReport | None:
@@ -74,6 +79,22 @@ def _fit_run(run_path: str, options: PredictFitOptions) -> FitReport | None:
                             config=options.config, plot=options.plot)
     report.evaluated_now = evaluated_now
     return report
+
+
+def _read_zero_cost(run_path: str, options: PredictFitOptions) -> FitReport | None:
+    """A zero-cost predictor read from the run's checkpoint (nothing is evaluated), measured
+    on the run's records (or ``--test-records``) when there are any."""
+    if environment_rank() != 0:
+        return None  # one process reads the checkpoint; there is nothing to share out
+    run = load_trained_run(run_path, options.device)
+    if options.space is not None and load_space(options.space) != run.space:
+        raise AnasError(f"run {run_path} is of space {run.space.name}, not {options.space}")
+    predictor = PREDICTOR_KINDS.get(options.kind).from_supernet(run.supernet, options.config, run.num_classes)
+    predictor.meta.update(run=str(run.run_dir.path.resolve()), checkpoint=run.checkpoint_id)
+    records_path = options.test_records or run.run_dir.path / RECORDS_FILE
+    records = read_records(records_path, run.space, run.num_classes) if Path(records_path).exists() else None
+    out = options.out or str(run.run_dir.path / f"predictor-{options.kind}")
+    return zero_cost_report(predictor, records, out, plot=options.plot)
 
 
 def _fit_records_file(options: PredictFitOptions) -> FitReport:

@@ -41,8 +41,7 @@ def collect_records(run: TrainedRun, samples: int, calib_batches: int | None = N
     split = resolve_split(run, split)
     made = {"split": split, "calib_batches": calib_batches or run.config.calib_batches,
             "checkpoint": run.checkpoint_id}
-    ctx = distributed.init_distributed(run.device.type)
-    try:
+    with distributed.process_group(distributed.init_distributed(run.device.type)) as ctx:
         path = run.run_dir.path / RECORDS_FILE
         existing = read_run_records(path, run, made) if path.exists() else None
         todo = unrecorded(spread_sample(run.space, samples, seed, run.num_classes), existing, run.space)
@@ -73,8 +72,6 @@ def collect_records(run: TrainedRun, samples: int, calib_batches: int | None = N
                 bar.advance(len(chunk))
         if not ctx.is_main:
             table = None  # rank 0 holds and writes the records
-    finally:
-        distributed.shutdown(ctx)
     return path, table, len(todo)
 
 

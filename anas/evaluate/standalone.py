@@ -94,8 +94,7 @@ def standalone(options: StandaloneOptions, progress: bool = False) -> Standalone
     done = set() if existing is None else set(frame_to_archs(run.space, existing, str(out / TABLE_FILE)))
     predictor = _run_predictor(run)
     todo = [arch for arch in archs if arch not in done]
-    ctx = distributed.init_distributed(run.device.type)
-    try:
+    with distributed.process_group(distributed.init_distributed(run.device.type)) as ctx:
         config = replace(run.config, epochs=epochs, seed=options.seed, device=_rank_device(run, ctx))
         table = existing
         with progress_bars(progress and ctx.is_main) as bars:
@@ -110,8 +109,6 @@ def standalone(options: StandaloneOptions, progress: bool = False) -> Standalone
                     write_table(table, out / TABLE_FILE)
         if not ctx.is_main:
             return StandaloneOutcome(None, run_path, chosen, len(todo))
-    finally:
-        distributed.shutdown(ctx)
     rows = _rows_of(run, predictor, table, archs)
     ranking = ranking_of(rows, run_path, epochs, options.seed)
     paths = {"table": str(out / TABLE_FILE), "ranking": str(atomic_write_json(out / RANKING_FILE, ranking))}

@@ -78,7 +78,7 @@ def load_trained_run(path: str | Path, device: str | torch.device = "cpu") -> Tr
     space = checkpoint_space(state, run_dir.checkpoint_path)
     config = saved_config(state["config"], str(run_dir.checkpoint_path))
     num_classes = int(state.get("num_classes") or space.num_classes)
-    supernet = Supernet(space, num_classes)
+    supernet = Supernet(space, num_classes, private_bn=config.private_bn)
     try:
         supernet.load_state_dict(state["model"])
     except RuntimeError as exc:

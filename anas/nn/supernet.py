@@ -63,13 +63,35 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
 
     update_stats: bool = True  # False inside Supernet.frozen_bn_stats()
 
+    def active_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The scale and shift (gamma, beta) of every channel, as the active subnet uses them."""
+        return self.weight, self.bias
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]
-        weight, bias = crop(self.weight, c), crop(self.bias, c)
+        gamma, beta = self.active_affine()
+        weight, bias = crop(gamma, c), crop(beta, c)
         if self.training and not self.update_stats:
             return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
         return F.batch_norm(x, self.running_mean[:c], self.running_var[:c], weight, bias, self.training,
                             self.momentum, self.eps)
+
+
+class PrivateBatchNorm2d(DynamicBatchNorm2d):
+    """A :class:`DynamicBatchNorm2d` whose scale and shift are private to each of
+    ``num_choices`` choices: ``weight`` and ``bias`` hold one row per choice, and
+    ``active_choice`` picks the row the active subnet uses (BN-NAS gives every candidate
+    operation its own BN). The running statistics stay shared (they are recalibrated per
+    subnet before any evaluation)."""
+
+    def __init__(self, num_features: int, num_choices: int):
+        super().__init__(num_features)
+        self.weight = nn.Parameter(torch.ones(num_choices, num_features))
+        self.bias = nn.Parameter(torch.zeros(num_choices, num_features))
+        self.active_choice = 0
+
+    def active_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.weight[self.active_choice], self.bias[self.active_choice]
 
 
 class DynamicConvBNAct(nn.Module):
@@ -79,13 +101,13 @@ class DynamicConvBNAct(nn.Module):
     many filters as input channels)."""
 
     def __init__(self, max_in: int, max_out: int, max_kernel: int = 1, stride: int = 1,
-                 depthwise: bool = False, activation: str | None = "swish"):
+                 depthwise: bool = False, activation: str | None = "swish", bn_choices: int = 0):
         super().__init__()
         self.stride = stride
         self.depthwise = depthwise
         self.conv = nn.Conv2d(max_in, max_out, max_kernel, stride, max_kernel // 2,
                               groups=max_out if depthwise else 1, bias=False)
-        self.bn = DynamicBatchNorm2d(max_out)
+        self.bn = PrivateBatchNorm2d(max_out, bn_choices) if bn_choices else DynamicBatchNorm2d(max_out)
         self.act = make_activation(activation) if activation else None
         self.active_in = max_in
         self.active_out = max_out
@@ -140,6 +162,13 @@ class DynamicShortcut(nn.Module):
         return F.conv2d(x, crop(self.conv.weight, self.active_out, self.active_in))
 
 
+def op_choices(kernel_sizes: tuple[int, ...], expand_ratios: tuple[float, ...]) -> list[tuple[int, float]]:
+    """The operations a block can run, as (kernel size, expand ratio) pairs: the kernel
+    sizes in the space's order, each with the expand ratios in order. Row ``i`` of a
+    private BN belongs to the ``i``-th pair."""
+    return [(k, e) for k in kernel_sizes for e in expand_ratios]
+
+
 @dataclass(frozen=True)
 class BlockChoice:
     """The active setting of one inverted-residual block."""
@@ -155,12 +184,15 @@ class BlockChoice:
 
 
 class DynamicInvertedResidual(nn.Module):
-    """An inverted-residual block at its largest; ``choose`` sets the active part."""
+    """An inverted-residual block at its largest; ``choose`` sets the active part. With
+    ``private_bn`` the projection BN keeps a scale and shift per (kernel size, expand
+    ratio) choice, in the order of :func:`op_choices`."""
 
     def __init__(self, in_choices: tuple[int, ...], out_choices: tuple[int, ...], kernel_sizes: tuple[int, ...],
                  expand_ratios: tuple[float, ...], stride: int, use_se: bool, activation: str,
-                 first_of_stage: bool = True):
+                 first_of_stage: bool = True, private_bn: bool = False):
         super().__init__()
+        self.op_choices = op_choices(kernel_sizes, expand_ratios) if private_bn else None
         max_in, max_out, max_k = max(in_choices), max(out_choices), max(kernel_sizes)
         max_hidden = max(int(hidden_width(c, e)) for c in in_choices for e in expand_ratios)
         self.stride = stride
@@ -168,7 +200,8 @@ class DynamicInvertedResidual(nn.Module):
                        if any(e != 1 for e in expand_ratios) else None)
         self.depthwise = DynamicConvBNAct(max_hidden, max_hidden, max_k, stride, depthwise=True, activation=activation)
         self.se = DynamicSqueezeExcite(max_hidden, int(se_width(max_hidden))) if use_se else None
-        self.project = DynamicConvBNAct(max_hidden, max_out, 1, activation=None)
+        self.project = DynamicConvBNAct(max_hidden, max_out, 1, activation=None,
+                                        bn_choices=len(self.op_choices) if private_bn else 0)
         # only a stage's first block can change the width (later blocks map c -> c)
         needs_conv = first_of_stage and any(a != b for a in in_choices for b in out_choices)
         self.shortcut = DynamicShortcut(max_in, max_out, stride, needs_conv) if stride > 1 or needs_conv else None
@@ -187,6 +220,8 @@ class DynamicInvertedResidual(nn.Module):
         if self.se is not None:
             self.se.active_channels, self.se.active_squeezed = hidden, int(se_width(hidden))
         self.project.active_in, self.project.active_out = hidden, choice.c_out
+        if self.op_choices is not None:
+            self.project.bn.active_choice = self.op_choices.index((choice.kernel_size, choice.expand_ratio))
         if self.shortcut is not None:
             self.shortcut.active_in, self.shortcut.active_out = choice.c_in, choice.c_out
 
@@ -227,11 +262,14 @@ class DynamicHead(nn.Module):
 
 
 class Supernet(nn.Module):
-    """All subnets of ``space`` in one network with shared weights."""
+    """All subnets of ``space`` in one network with shared weights; with ``private_bn``
+    each block's projection BN has a scale and shift per (kernel size, expand ratio)
+    choice (:class:`PrivateBatchNorm2d`, for BN-NAS)."""
 
-    def __init__(self, space: SearchSpace, num_classes: int | None = None):
+    def __init__(self, space: SearchSpace, num_classes: int | None = None, private_bn: bool = False):
         super().__init__()
         self.space = space
+        self.private_bn = private_bn
         self.num_classes = space.num_classes if num_classes is None else num_classes
         act = space.activation
         first = space.first_conv
@@ -242,7 +280,8 @@ class Supernet(nn.Module):
         for stage in space.stages:
             blocks = [DynamicInvertedResidual(in_choices if j == 0 else stage.widths, stage.widths,
                                               stage.kernel_sizes, stage.expand_ratios,
-                                              stage.stride if j == 0 else 1, stage.se, act, first_of_stage=j == 0)
+                                              stage.stride if j == 0 else 1, stage.se, act, first_of_stage=j == 0,
+                                              private_bn=private_bn)
                       for j in range(max(stage.depths))]
             stages.append(nn.ModuleList(blocks))
             in_choices = stage.widths
@@ -272,6 +311,10 @@ class Supernet(nn.Module):
             c_in = c_out
         self.head.choose(c_in, arch.width[-1])
         self.head.dropout = dropout
+
+    def indicator_bns(self) -> list[DynamicBatchNorm2d]:
+        """The BN of each block that the BN-NAS indicator reads: the projection's."""
+        return [block.project.bn for stage in self.stages for block in stage]
 
     @contextmanager
     def frozen_bn_stats(self):
@@ -308,7 +351,18 @@ class Supernet(nn.Module):
         net = StaticNet(self.space, self.active_arch, self.num_classes)
         with torch.no_grad():
             for name, source in self.active_modules():
-                source_state = source.state_dict()
+                source_state = active_state(source)
                 for key, tensor in net.get_submodule(name).state_dict().items():
                     tensor.copy_(crop(source_state[key], *tensor.shape))
         return net.train(self.training)
+
+
+def active_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """``module.state_dict()`` with each private BN's scale and shift replaced by the rows
+    of its active choice: the shapes a static network's BN has."""
+    state = module.state_dict()
+    for name, bn in module.named_modules():
+        if isinstance(bn, PrivateBatchNorm2d):
+            prefix = f"{name}." if name else ""
+            state[prefix + "weight"], state[prefix + "bias"] = bn.active_affine()
+    return state

@@ -13,9 +13,10 @@ from anas.errors import AnasError
 from anas.io import json_safe
 from anas.plots import new_figure, save_png
 from anas.predict.folder import save_predictor
-from anas.predict.kinds import PREDICTOR_KINDS, PredictorConfig
+from anas.predict.kinds import PREDICTOR_KINDS, Predictor, PredictorConfig
 from anas.predict.metrics import rank_metrics, split_indices
 from anas.predict.records import merge_duplicates
+from anas.space.cost import batch_costs
 from anas.space.space import SearchSpace
 from anas.space.table import frame_to_archs
 
@@ -72,14 +73,49 @@ def fit_and_report(space: SearchSpace, records: pd.DataFrame, out: str | Path, *
     return report
 
 
+def zero_cost_report(predictor: Predictor, records: pd.DataFrame | None, out: str | Path,
+                     plot: bool = True) -> FitReport:
+    """Write a zero-cost predictor's folder (one read from a supernet, not fitted) and,
+    when there are ``records``, measure how it ranks them next to how MFLOPs and params
+    alone rank them."""
+    space = predictor.space
+    metrics: dict[str, float] = {}
+    n = 0
+    if records is not None:
+        records, _ = merge_duplicates(space, records)
+        batch, acc1 = frame_to_archs(space, records), records["acc1"].to_numpy(dtype=float)
+        predicted = predictor.predict(batch)
+        costs = batch_costs(space, batch, predictor.num_classes)
+        metrics = {**correlations(acc1, predicted), **correlations(acc1, costs.mflops, "_mflops"),
+                   **correlations(acc1, costs.params, "_params")}
+        n = len(acc1)
+    report = FitReport(space.name, PREDICTOR_KINDS.name_of(type(predictor)), metrics, 0, n, n)
+    predictor.meta.update(n_records=n, n_test=n)
+    report.paths = save_predictor(predictor, out, metrics)
+    if plot and records is not None:
+        report.paths["plot"] = str(scatter_plot(acc1, predicted, Path(out) / "predictor.png", space.name, metrics,
+                                                predictor.score_label))
+    return report
+
+
+def correlations(measured: np.ndarray, score: np.ndarray, suffix: str = "") -> dict[str, float]:
+    """Kendall tau and Spearman rho of ``score`` against ``measured``, the keys ending in ``suffix``."""
+    metrics = rank_metrics(measured, score)
+    return {f"kendall_tau{suffix}": metrics["kendall_tau"], f"spearman_rho{suffix}": metrics["spearman_rho"]}
+
+
 def scatter_plot(measured: np.ndarray, predicted: np.ndarray, path: Path, space_name: str,
-                 metrics: dict[str, float]) -> Path:
-    """Predicted vs measured top-1 on the held-out records."""
+                 metrics: dict[str, float], score_label: str = Predictor.score_label) -> Path:
+    """Predicted vs measured top-1 on the held-out records (with the diagonal when the
+    predictions are accuracies too)."""
     figure, ax = new_figure(5, 5)
     ax.scatter(measured, predicted, s=12, alpha=0.7)
-    low, high = float(min(measured.min(), predicted.min())), float(max(measured.max(), predicted.max()))
-    ax.plot([low, high], [low, high], color="grey", linewidth=1, linestyle="--")
+    accuracies = score_label == Predictor.score_label
+    if accuracies:
+        low, high = float(min(measured.min(), predicted.min())), float(max(measured.max(), predicted.max()))
+        ax.plot([low, high], [low, high], color="grey", linewidth=1, linestyle="--")
     ax.set_xlabel("measured top-1 (%)")
-    ax.set_ylabel("predicted top-1 (%)")
-    ax.set_title(f"{space_name}: Kendall tau {metrics['kendall_tau']:.3f}, MAE {metrics['mae']:.2f}")
+    ax.set_ylabel(score_label)
+    error = f", MAE {metrics['mae']:.2f}" if accuracies else ""
+    ax.set_title(f"{space_name}: Kendall tau {metrics['kendall_tau']:.3f}{error}")
     return save_png(figure, path)

@@ -42,6 +42,7 @@ class SearchResult:
     best: int  # index into the archive
     calls: int
     seconds: float
+    score_label: str = "predicted top-1 (%)"  # what the predictor's scores are (pred_acc1)
 
     def arch(self, index: int) -> Arch:
         return self.genome.decode(self.archive.genes[index:index + 1])[0]
@@ -92,7 +93,7 @@ def plot_search(result: SearchResult, band: Band, path: str | Path, best: int) -
     ax.scatter([archive.mflops[best]], [archive.pred_acc1[best]], marker="*", s=180, color="tab:red", zorder=5,
                label="best")
     ax.set_xlabel("MFLOPs")
-    ax.set_ylabel("predicted top-1 (%)")
+    ax.set_ylabel(result.score_label)
     ax.set_title(f"{result.space.name}: {result.strategy}, {result.calls} predictor calls")
     ax.legend(loc="lower right", fontsize=8)
     return save_png(figure, path)

@@ -20,6 +20,7 @@ from anas.errors import AnasError
 from anas.evaluate.trained import TrainedRun, load_trained_run
 from anas.latency.measure import LatencyCache, LatencyConfig
 from anas.predict.folder import SIDECAR, has_predictor, load_predictor
+from anas.predict.kinds import Predictor
 from anas.progress import progress_bars
 from anas.search.outputs import SearchResult, choose_best, pareto_mask, verify_front, write_outputs
 from anas.search.problem import SearchProblem, parse_band
@@ -55,7 +56,7 @@ def search(problem: SearchProblem, strategy: str = "nsga2", budget: int = 5632, 
     front = feasible[pareto_mask(np.stack(objectives, axis=1))]
     front = front[np.argsort(-archive.pred_acc1[front], kind="stable")]
     return SearchResult(problem.space, STRATEGIES.name_of(run_strategy), problem.genome, archive, front,
-                        int(front[0]), problem.calls, seconds)
+                        int(front[0]), problem.calls, seconds, problem.predictor.score_label)
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def search_subnets(options: SearchOptions) -> SearchReport:
         chosen["predictor"] = str(predictor_folder)
     predictor = load_predictor(predictor_folder)
     space = predictor.space
-    trained = _verification_run(options, predictor_folder, chosen, device.type)
+    trained = _verification_run(options, predictor_folder, predictor, chosen, device.type)
     if trained is not None:
         predictor.check_space(trained.space, f"run {trained.run_dir.path}")
     measure = (LatencyCache(space, LatencyConfig(options.device, options.latency_batch, 3, options.latency_runs),
@@ -124,14 +125,21 @@ def search_subnets(options: SearchOptions) -> SearchReport:
     return SearchReport(result, best, measured, write_outputs(result, band, folder, measured, best), chosen)
 
 
-def _verification_run(options: SearchOptions, predictor_folder: Path, chosen: dict[str, str],
+def _verification_run(options: SearchOptions, predictor_folder: Path, predictor: Predictor, chosen: dict[str, str],
                       device: str) -> TrainedRun | None:
     """The run ``--verify`` evaluates with: ``--run``, else the predictor's own folder when
-    it holds a checkpoint (predict-fit writes there), else the latest run under ./runs."""
+    it holds a checkpoint (predict-fit writes there), else the run a zero-cost predictor
+    was read from, else the latest run under ./runs."""
     if options.run is not None:
         return load_trained_run(options.run, device)
     if not options.verify:
         return None
-    path = predictor_folder if RunDir(predictor_folder).has_checkpoint() else latest_checkpointed_run()
+    source = predictor.meta.get("run")
+    if RunDir(predictor_folder).has_checkpoint():
+        path = predictor_folder
+    elif isinstance(source, str) and RunDir(source).has_checkpoint():
+        path = Path(source)
+    else:
+        path = latest_checkpointed_run()
     chosen["run"] = str(path)
     return load_trained_run(path, device)

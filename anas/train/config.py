@@ -20,6 +20,7 @@ from anas.errors import AnasError
 from anas.io import read_yaml
 from anas.train.data import DATASETS
 from anas.train.estimators import ESTIMATORS, check_estimator_config
+from anas.train.recipe import TRAIN_ONLY
 from anas.train.regularizers import REGULARIZERS, check_regularizers
 from anas.train.samplers import SAMPLERS
 
@@ -67,6 +68,8 @@ class TrainConfig:
     drop_connect_stages: int = option(2, "Drop-connect in this many last stages.")
     grad_clip: float = option(1.0, "Clip gradients by value (0: off).")
     num_subnets: int = option(4, "Subnets per step: largest, sampled ones, smallest.")
+    private_bn: bool = option(False, "A projection-BN scale and shift per kernel and expand choice (BN-NAS).")
+    train_only: str = option("all", f"Parameters that train: {' | '.join(TRAIN_ONLY)} (bn: the BN-NAS indicator's).")
     regularizer: list[str] = option(help="Loss terms of the step (repeatable).", default_factory=lambda: ["kd"],
                                     choices=REGULARIZERS)
     # sampling (REFERENCE section 5)
@@ -94,6 +97,8 @@ class TrainConfig:
         check_regularizers(self.regularizer)
         if self.data not in DATASETS:
             raise AnasError(f"unknown dataset {self.data!r}: use one of {', '.join(DATASETS)}")
+        if self.train_only not in TRAIN_ONLY:
+            raise AnasError(f"unknown --train-only {self.train_only!r}: use {', '.join(TRAIN_ONLY)}")
         if self.amp not in AMP_MODES:
             raise AnasError(f"unknown --amp {self.amp!r}: use {', '.join(AMP_MODES)}")
         checks = [

@@ -11,6 +11,8 @@ averaged over ranks.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +32,11 @@ class DistContext:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
+
+
+def environment_rank() -> int:
+    """This process's rank in a ``torchrun`` job (0 outside one), without joining its group."""
+    return int(os.environ.get("RANK", "0"))
 
 
 def init_distributed(device_type: str) -> DistContext:
@@ -101,3 +108,16 @@ def barrier(ctx: DistContext) -> None:
 def shutdown(ctx: DistContext) -> None:
     if ctx.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def process_group(ctx: DistContext) -> Iterator[DistContext]:
+    """Run a job's collective part and leave the process group afterwards. On success the
+    ranks wait for each other first: a rank that tears gloo down while another still talks
+    to it can make that one abort. After an error there is no waiting (the other ranks may
+    never arrive)."""
+    try:
+        yield ctx
+        barrier(ctx)
+    finally:
+        shutdown(ctx)

@@ -34,10 +34,10 @@ from anas.train.distributed import (
     barrier,
     broadcast_parameters,
     init_distributed,
-    shutdown,
+    process_group,
 )
 from anas.train.estimators import EstimatorContext, build_estimator
-from anas.train.recipe import autocast_factory, parameter_groups, warmup_cosine
+from anas.train.recipe import autocast_factory, freeze_all_but, parameter_groups, warmup_cosine
 from anas.train.regularizers import RegularizerContext, build_regularizers
 from anas.train.rundir import CHECKPOINT_FORMAT, RunDir, capture_rng_state, checkpoint_space, restore_rng_state
 from anas.train.samplers import SamplerContext, build_sampler
@@ -109,6 +109,7 @@ class Trainer:
         self.model = self.build_model().to(self.device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.trainable = freeze_all_but(self.model, config.train_only)  # how many values train
         broadcast_parameters(self.model, self.dist)
         self.steps_per_epoch = len(self._train_loader(0))
         if self.steps_per_epoch == 0:
@@ -130,7 +131,7 @@ class Trainer:
         return f"supernet of space {self.space.name}, sampler {self.config.sampler}"
 
     def build_model(self) -> torch.nn.Module:
-        return Supernet(self.space, self.num_classes)
+        return Supernet(self.space, self.num_classes, private_bn=self.config.private_bn)
 
     def build_parts(self) -> StepParts:
         config, space, model = self.config, self.space, self.model
@@ -160,6 +161,11 @@ class Trainer:
         return dict(model=self.model, optimizer=optimizer, scheduler=scheduler,
                     scaler=torch.amp.GradScaler("cuda", enabled=config.amp == "fp16"), autocast=self.autocast,
                     dist=self.dist, label_smoothing=config.label_smoothing, grad_clip=config.grad_clip)
+
+    def _trainable_text(self) -> str:
+        total = sum(p.numel() for p in self.model.parameters())
+        only = "" if self.config.train_only == "all" else f" (--train-only {self.config.train_only})"
+        return f"{self.trainable:,} of {total:,} parameters trainable{only}"
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> StepLosses:
         return sandwich_step(self.parts, images, labels, self.global_step)
@@ -242,10 +248,11 @@ class Trainer:
             self.run_dir.log(f"{'resumed at epoch ' + str(self.epoch) if self.global_step else 'started'}: "
                              f"{self.describe()}, data {config.data}, "
                              f"{self.dist.world_size} process(es) on {self.device.type}, "
+                             f"{self._trainable_text()}, "
                              f"{self.steps_per_epoch} steps per epoch"
                              f"{''.join(', ' + note for note in self.process_notes)}")
         total_images = 0
-        try:
+        with process_group(self.dist):
             with progress_bars(self.progress_enabled and self.dist.is_main) as bars:
                 while self.epoch < config.epochs:
                     stats = self._train_epoch(bars)
@@ -258,8 +265,6 @@ class Trainer:
             seconds = time.perf_counter() - start
             final = self._final_evaluation()  # every rank takes part
             summary = self._summary(seconds, total_images, final) if self.dist.is_main else None
-        finally:
-            shutdown(self.dist)
         return summary
 
     def _train_epoch(self, bars: Bars) -> EpochStats:
@@ -364,6 +369,10 @@ def start_training(overrides: dict[str, Any], config_file: str | None = None, pr
                    process_notes=process_notes).fit()
 
 
+FIXED_ON_RESUME = ("private_bn", "train_only")
+"""Options a run keeps: the supernet's shape and the optimizer's parameters depend on them."""
+
+
 def resume_training(path: str, overrides: dict[str, Any], progress: bool = True,
                     on_epoch_end: Callable[[int, dict], None] | None = None,
                     process_notes: tuple[str, ...] = ()) -> TrainSummary | None:
@@ -383,5 +392,11 @@ def resume_training(path: str, overrides: dict[str, Any], progress: bool = True,
             raise CheckpointError(f"checkpoint {run_dir.checkpoint_path} is of space {space.name}, but "
                                   f"{run_dir.config_path} names space {on_disk.get('space')}")
     config = build_config({**overrides, "space": saved.get("space"), "run_dir": str(run_dir.path)}, saved)
+    trained_as = build_config({}, saved)
+    for name in FIXED_ON_RESUME:
+        if getattr(config, name) != getattr(trained_as, name):
+            flag = "--" + name.replace("_", "-")
+            raise AnasError(f"{flag} cannot change when resuming {run_dir.path} (it was "
+                            f"{getattr(trained_as, name)}): start a new run")
     return Trainer(config, run_dir, space, resume_state=state, progress=progress, on_epoch_end=on_epoch_end,
                    process_notes=process_notes).fit()

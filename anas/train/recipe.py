@@ -12,11 +12,42 @@ import torch
 
 from anas.errors import AnasError
 
+TRAIN_ONLY = ("all", "bn", "all-bn")
+"""What ``--train-only`` may train: every parameter; the scale and shift of the BNs the
+BN-NAS indicator reads (each block's projection BN); or those of every BN."""
+
+
+def batchnorm_parameters(modules) -> list[torch.nn.Parameter]:
+    """The scales and shifts of the BatchNorm layers among ``modules``."""
+    return [p for m in modules if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters(recurse=False)]
+
+
+def freeze_all_but(model: torch.nn.Module, train_only: str) -> int:
+    """Let only the parameters ``train_only`` names (see :data:`TRAIN_ONLY`) require
+    gradients; the others keep their values (BN running statistics still update).
+    ``bn`` needs a model with ``indicator_bns()`` (the supernet). Returns how many
+    values train."""
+    if train_only == "all":
+        keep = list(model.parameters())
+    elif train_only == "bn":
+        keep = batchnorm_parameters(model.indicator_bns())
+    elif train_only == "all-bn":
+        keep = batchnorm_parameters(model.modules())
+    else:
+        raise AnasError(f"unknown --train-only {train_only!r}: use {', '.join(TRAIN_ONLY)}")
+    kept = {id(p) for p in keep}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in kept)
+    return sum(p.numel() for p in keep)
+
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on conv and linear weights; none on BN parameters and biases."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    """The parameters that require gradients, with weight decay on conv and linear
+    weights and none on BN parameters (a private BN's are matrices) and biases."""
+    bn = {id(p) for p in batchnorm_parameters(model.modules())}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in trainable if p.ndim > 1 and id(p) not in bn]
+    no_decay = [p for p in trainable if p.ndim <= 1 or id(p) in bn]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 

@@ -91,7 +91,8 @@ def train_standalone(config: TrainConfig, space: SearchSpace, arch: Arch, folder
     """Train ``arch`` on its own in ``folder`` with ``config`` (a supernet run's, with the
     epochs and seed wanted), continuing from the folder's checkpoint when it has one."""
     run_dir = RunDir(folder)
-    config = replace(config, run_dir=str(run_dir.path))
+    # a network trained on its own trains every weight; private BNs are a supernet's
+    config = replace(config, run_dir=str(run_dir.path), train_only="all", private_bn=False)
     state = None
     if run_dir.has_checkpoint():
         state = run_dir.load_checkpoint(checkpoint_format=STANDALONE_FORMAT)

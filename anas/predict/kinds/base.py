@@ -45,6 +45,8 @@ class PredictorConfig:
     colsample_bytree: float = 0.8
     reg_lambda: float = 1.0
     seed: int = 0
+    bn_reduce: str = "sum"  # the bn kind: sum or mean over a subnet's blocks
+
 
     def __post_init__(self) -> None:
         """Refuse values LightGBM would stop on (with its own traceback) or misread."""
@@ -60,11 +62,20 @@ class PredictorConfig:
         check_fraction(self.colsample_bytree, "colsample_bytree", low_open=True)
         check_at_least(self.reg_lambda, 0, "reg_lambda")
         check_seed(self.seed)
+        if self.bn_reduce not in ("sum", "mean"):
+            raise AnasError(f"unknown --bn-reduce {self.bn_reduce!r}: use sum or mean")
 
 
 class Predictor:
     """Base of every kind: the space and number of classes it was fitted for, and what its
-    folder's ``predictor.json`` says about it (``meta``)."""
+    folder's ``predictor.json`` says about it (``meta``).
+
+    A zero-cost kind (``zero_cost = True``) is not fitted on records: it is read from a
+    trained supernet by ``from_supernet``, and records only measure it. ``score_label``
+    says what its predictions are (an accuracy, or another score that ranks subnets)."""
+
+    zero_cost: bool = False
+    score_label: str = "predicted top-1 (%)"
 
     def __init__(self, space: SearchSpace, num_classes: int, meta: dict[str, Any] | None = None):
         self.space = space
@@ -74,6 +85,11 @@ class Predictor:
     @classmethod
     def fit(cls, space: SearchSpace, batch: ArchBatch, acc1: np.ndarray, config: PredictorConfig,
             num_classes: int | None = None) -> Predictor:
+        raise NotImplementedError
+
+    @classmethod
+    def from_supernet(cls, supernet, config: PredictorConfig, num_classes: int) -> Predictor:
+        """A zero-cost kind's predictor, read from a trained :class:`~anas.nn.supernet.Supernet`."""
         raise NotImplementedError
 
     def predict(self, batch: ArchBatch) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Estimators: how attentive sampling scores its candidates. Importing this package
-registers the built-in ones (``loss``, ``predictor``)."""
+registers the built-in ones (``loss``, ``predictor``, ``bn``)."""
 
-from anas.train.estimators import loss, predictor  # noqa: F401  (register the built-ins)
+from anas.train.estimators import bn, loss, predictor  # noqa: F401  (register the built-ins)
 from anas.train.estimators.base import (
     ESTIMATORS,
     Estimator,
