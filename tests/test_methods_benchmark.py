@@ -10,14 +10,20 @@ BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "methods.py"
 
 def test_quick_methods_benchmark(tmp_path):
     out = tmp_path / "methods.json"
-    args = [sys.executable, str(BENCHMARK), "--quick", "--methods", "uniform,bestup-k3", "--work", str(tmp_path / "w"),
+    methods = "uniform,bestup-k3,bn-only-1ep+bn-indicator"
+    args = [sys.executable, str(BENCHMARK), "--quick", "--methods", methods, "--work", str(tmp_path / "w"),
             "--out", str(out)]
     done = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
-    assert set(result["methods"]) == {"uniform", "bestup-k3"}
+    assert set(result["methods"]) == set(methods.split(","))
     assert len(result["band_edges_mflops"]) == 5 and len(result["standalone"]["acc1"]) == 4
     for figures in result["methods"].values():
         assert len(figures["per_seed"]) == 1 and len(figures["best_acc1_per_band"]) == 4
         assert 0 <= figures["mean_acc1"]["mean"] <= 100
-    assert "uniform |" in done.stdout and "bestup-k3 |" in done.stdout
+    for name in (*methods.split(","), "MFLOPs alone", "params alone"):
+        assert f"{name} |" in done.stdout
+    bn = result["methods"]["bn-only-1ep+bn-indicator"]
+    assert -1 <= bn["kendall_tau_evaluated"]["mean"] <= 1  # zero-cost rankings are compared with uniform's top-1
+    assert "kendall_tau_evaluated" not in result["methods"]["uniform"]
+    assert -1 <= result["baselines"]["params alone"]["kendall_tau"] <= 1

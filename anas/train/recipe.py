@@ -12,29 +12,26 @@ import torch
 
 from anas.errors import AnasError
 
-TRAIN_ONLY = ("all", "bn", "all-bn")
-"""What ``--train-only`` may train: every parameter; the scale and shift of the BNs the
-BN-NAS indicator reads (each block's projection BN); or those of every BN."""
-
 
 def batchnorm_parameters(modules) -> list[torch.nn.Parameter]:
     """The scales and shifts of the BatchNorm layers among ``modules``."""
     return [p for m in modules if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters(recurse=False)]
 
 
+TRAIN_ONLY: dict[str, Callable[[torch.nn.Module], list[torch.nn.Parameter]]] = {
+    "all": lambda model: list(model.parameters()),
+    "bn": lambda model: batchnorm_parameters(model.indicator_bns()),  # the BNs the BN-NAS indicator reads
+    "all-bn": lambda model: batchnorm_parameters(model.modules()),
+}
+"""What ``--train-only`` may train: every parameter; the scale and shift of each block's
+projection BN (a supernet's ``indicator_bns()``); or those of every BN."""
+
+
 def freeze_all_but(model: torch.nn.Module, train_only: str) -> int:
-    """Let only the parameters ``train_only`` names (see :data:`TRAIN_ONLY`) require
-    gradients; the others keep their values (BN running statistics still update).
-    ``bn`` needs a model with ``indicator_bns()`` (the supernet). Returns how many
+    """Let only the parameters that ``TRAIN_ONLY[train_only]`` selects require gradients;
+    the others keep their values (BN running statistics still update). Returns how many
     values train."""
-    if train_only == "all":
-        keep = list(model.parameters())
-    elif train_only == "bn":
-        keep = batchnorm_parameters(model.indicator_bns())
-    elif train_only == "all-bn":
-        keep = batchnorm_parameters(model.modules())
-    else:
-        raise AnasError(f"unknown --train-only {train_only!r}: use {', '.join(TRAIN_ONLY)}")
+    keep = TRAIN_ONLY[train_only](model)
     kept = {id(p) for p in keep}
     for p in model.parameters():
         p.requires_grad_(id(p) in kept)

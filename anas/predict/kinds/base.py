@@ -19,6 +19,7 @@ import numpy as np
 
 from anas.checks import check_at_least, check_at_most, check_fraction, check_positive, check_seed
 from anas.errors import AnasError
+from anas.nn.bn_indicator import REDUCTIONS
 from anas.registry import Registry
 from anas.space.arch import Arch, ArchBatch
 from anas.space.space import SearchSpace
@@ -62,8 +63,8 @@ class PredictorConfig:
         check_fraction(self.colsample_bytree, "colsample_bytree", low_open=True)
         check_at_least(self.reg_lambda, 0, "reg_lambda")
         check_seed(self.seed)
-        if self.bn_reduce not in ("sum", "mean"):
-            raise AnasError(f"unknown --bn-reduce {self.bn_reduce!r}: use sum or mean")
+        if self.bn_reduce not in REDUCTIONS:
+            raise AnasError(f"unknown --bn-reduce {self.bn_reduce!r}: use {' or '.join(REDUCTIONS)}")
 
 
 class Predictor:
