@@ -1,5 +1,6 @@
 """The default LightGBM predictor against a RandomForest (the model type the AttentiveNAS
-authors used), on records of attentive-nas subnets with a synthetic accuracy.
+authors used) and FOX-NAS's linear model (``--kind linear``), on records of attentive-nas
+subnets with a synthetic accuracy.
 
     python benchmarks/predictor.py
 
@@ -9,8 +10,9 @@ oracle ``anas.synthetic.synthetic_acc1``: a saturating curve through the publish
 FLOPs and evaluation noise. For each seed it writes 1,000 training and 500 test records (CSV in the
 table format), fits the default predictor with the real command
 ``anas predict-fit --records train.csv --test-records test.csv --space attentive-nas
---json``, fits a RandomForest on the same features, and compares Kendall tau on the 500.
-It also measures how many records each model needs for a given tau, and how long the
+--json``, fits a RandomForest on the same features and the linear kind on its stage
+features, and compares Kendall tau on the 500. It also measures how each model's tau
+grows with the records (64 to 2,000) and how many it needs for a given tau, and how long the
 predictor takes to score the 50 candidates of a ``bestup-k50`` draw.
 
 Prints the figures and writes benchmarks/results/predictor.json.
@@ -31,6 +33,7 @@ from sklearn.ensemble import RandomForestRegressor
 from anas.predict.features import feature_matrix
 from anas.predict.kinds import PredictorConfig
 from anas.predict.kinds.lightgbm import LightGBMPredictor as Predictor
+from anas.predict.kinds.linear import LinearPredictor
 from anas.predict.metrics import rank_metrics
 from anas.predict.synthetic import synthetic_acc1
 from anas.space.arch import ArchBatch, sample_archs
@@ -40,7 +43,7 @@ from anas.space.table import archs_to_frame, write_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SEEDS = (0, 1, 2)
-SIZES = (100, 200, 300, 500, 750, 1000, 1500, 2000)
+SIZES = (64, 100, 200, 250, 300, 500, 750, 1000, 1500, 2000)
 TAU_TARGETS = (0.85, 0.875, 0.89)
 
 
@@ -62,9 +65,14 @@ def random_forest_tau(space, train: ArchBatch, y_train, test: ArchBatch, y_test,
     return rank_metrics(y_test, model.predict(feature_matrix(space, test)))["kendall_tau"]
 
 
+def linear_tau_of(space, train: ArchBatch, y_train, test: ArchBatch, y_test) -> float:
+    model = LinearPredictor.fit(space, train, y_train)
+    return rank_metrics(y_test, model.predict(test))["kendall_tau"]
+
+
 def main() -> None:
     space = load_space("attentive-nas")
-    head_to_head, curves = [], {"lightgbm": {}, "random_forest": {}}
+    head_to_head, curves = [], {"lightgbm": {}, "random_forest": {}, "linear": {}}
     for seed in SEEDS:
         rng = np.random.default_rng(seed)
         pool = sample_archs(space, max(SIZES) + 500, rng)
@@ -78,21 +86,26 @@ def main() -> None:
             lgb = cli_fit(tmp / "train.csv", tmp / "test.csv", tmp / "predictor")
             cli_seconds = time.perf_counter() - start
         rf_tau = random_forest_tau(space, pool.take(slice(1000)), acc[:1000], test, y_test, seed)
+        linear_tau = linear_tau_of(space, pool.take(slice(1000)), acc[:1000], test, y_test)
         head_to_head.append({"seed": seed, "lightgbm_tau": lgb["kendall_tau"], "lightgbm_rho": lgb["spearman_rho"],
-                             "lightgbm_mae": lgb["mae"], "random_forest_tau": rf_tau, "cli_seconds": round(cli_seconds, 2)})
+                             "lightgbm_mae": lgb["mae"], "random_forest_tau": rf_tau, "linear_tau": linear_tau,
+                             "cli_seconds": round(cli_seconds, 2)})
         print(f"seed {seed}: 1000 fit / 500 test: LightGBM (anas predict-fit) tau {lgb['kendall_tau']:.3f} "
-              f"(rho {lgb['spearman_rho']:.3f}, MAE {lgb['mae']:.3f}), RandomForest tau {rf_tau:.3f}")
+              f"(rho {lgb['spearman_rho']:.3f}, MAE {lgb['mae']:.3f}), RandomForest tau {rf_tau:.3f}, "
+              f"linear tau {linear_tau:.3f}")
         for n in SIZES:
             train = pool.take(slice(n))
             predictor = Predictor.fit(space, train, acc[:n], PredictorConfig(seed=seed))
             curves["lightgbm"].setdefault(n, []).append(rank_metrics(y_test, predictor.predict(test))["kendall_tau"])
             curves["random_forest"].setdefault(n, []).append(random_forest_tau(space, train, acc[:n], test, y_test, seed))
+            curves["linear"].setdefault(n, []).append(linear_tau_of(space, train, acc[:n], test, y_test))
     curve_means = {model: {str(n): float(np.mean(v)) for n, v in by_n.items()} for model, by_n in curves.items()}
     needed = {model: {str(t): next((int(n) for n, tau in means.items() if tau >= t), None) for t in TAU_TARGETS}
               for model, means in curve_means.items()}
     print("records -> mean Kendall tau on 500 test records (3 seeds):")
     for n in SIZES:
-        print(f"  {n:>5}: LightGBM {curve_means['lightgbm'][str(n)]:.3f}   RandomForest {curve_means['random_forest'][str(n)]:.3f}")
+        print(f"  {n:>5}: LightGBM {curve_means['lightgbm'][str(n)]:.3f}   RandomForest "
+              f"{curve_means['random_forest'][str(n)]:.3f}   linear {curve_means['linear'][str(n)]:.3f}")
     print(f"records needed for tau >= {TAU_TARGETS}: {needed}")
 
     # scoring speed: the 50 candidates of one bestup-k50 draw, in one batched call
@@ -112,13 +125,15 @@ def main() -> None:
         "head_to_head_1000_fit_500_test": head_to_head,
         "mean_lightgbm_tau": float(np.mean([r["lightgbm_tau"] for r in head_to_head])),
         "mean_random_forest_tau": float(np.mean([r["random_forest_tau"] for r in head_to_head])),
+        "mean_linear_tau": float(np.mean([r["linear_tau"] for r in head_to_head])),
         "tau_by_records": curve_means,
         "records_needed_for_tau": needed,
         "scoring_us_per_candidate_k50": round(per_candidate_us, 2),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "predictor.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"mean tau: LightGBM {result['mean_lightgbm_tau']:.3f}, RandomForest {result['mean_random_forest_tau']:.3f}")
+    print(f"mean tau: LightGBM {result['mean_lightgbm_tau']:.3f}, RandomForest {result['mean_random_forest_tau']:.3f}, "
+          f"linear {result['mean_linear_tau']:.3f}")
     print(f"wrote {RESULTS / 'predictor.json'}")
 
 

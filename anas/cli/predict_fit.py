@@ -30,6 +30,8 @@ def predict_fit_command(
     n_estimators: int = typer.Option(PredictorConfig.n_estimators, "--n-estimators", help="LightGBM boosting rounds."),
     learning_rate: float = typer.Option(PredictorConfig.learning_rate, "--learning-rate", help="LightGBM learning rate."),
     num_leaves: Optional[int] = typer.Option(None, "--num-leaves", help="LightGBM leaves per tree (default: min(31, max(4, n/10)))."),
+    target: str = typer.Option("acc1", "--target", help="Records column to predict: acc1, or e.g. latency_ms for a latency model (from --records)."),
+    explain: bool = typer.Option(False, "--explain", help="With --kind linear: write coefficients.csv, effects.csv and explain.png."),
     bn_reduce: str = typer.Option(PredictorConfig.bn_reduce, "--bn-reduce", help="With --kind bn: sum or mean of the blocks' indicators."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled subnets, the split and the predictor."),
     no_plot: bool = typer.Option(False, "--no-plot", help="Do not draw predictor.png."),
@@ -43,6 +45,7 @@ def predict_fit_command(
         device=device, kind=kind, test_records=test_records, test_fraction=test_fraction, out=out_dir,
         config=PredictorConfig(n_estimators=n_estimators, learning_rate=learning_rate, num_leaves=num_leaves,
                                seed=seed, bn_reduce=bn_reduce),
+        target=target, explain=explain,
         plot=not no_plot, progress=not (quiet or json_output) and is_main_process())
     outcome = predict_fit(options)
     if outcome.report is None:  # not the main process of a distributed run
@@ -57,7 +60,8 @@ def _show(report: FitReport, json_output: bool) -> None:
         print_json(report.to_dict())
         return
     if "mae" in report.metrics:
-        title = f"{report.kind} accuracy predictor of {report.space} on {report.n_test} held-out records"
+        what = "accuracy" if report.target == "acc1" else report.target
+        title = f"{report.kind} {what} predictor of {report.space} on {report.n_test} held-out records"
     else:
         title = f"{report.kind} predictor of {report.space} (zero cost) on {report.n_test} records"
     table = Table(title=title)
@@ -71,7 +75,8 @@ def _show(report: FitReport, json_output: bool) -> None:
             table.add_row(f"Kendall tau{name}", f"{report.metrics['kendall_tau' + suffix]:.3f}")
             table.add_row(f"Spearman rho{name}", f"{report.metrics['spearman_rho' + suffix]:.3f}")
     if "mae" in report.metrics:
-        table.add_row("mean absolute error (top-1 %)", f"{report.metrics['mae']:.3f}")
+        unit = "top-1 %" if report.target == "acc1" else report.target
+        table.add_row(f"mean absolute error ({unit})", f"{report.metrics['mae']:.3f}")
         table.add_row("records (fit / test / all)", f"{report.n_train} / {report.n_test} / {report.n_records}")
         table.add_row("evaluated now", str(report.evaluated_now))
     if report.duplicates_merged:

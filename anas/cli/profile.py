@@ -25,7 +25,7 @@ def profile(
     space: str = typer.Option("attentive-nas", "--space", "-s", help="Built-in space (attentive-nas, cifar, tiny) or a YAML file."),
     arch: Optional[str] = typer.Option(None, "--arch", "-a", help="Subnet: JSON file, JSON string, min, max, random, or a model name (a0..a6)."),
     num_classes: Optional[int] = typer.Option(None, "--num-classes", min=1, help="Classes of the classifier (default: the space's)."),
-    latency: bool = typer.Option(False, "--latency", help="Also time the static network's forward pass."),
+    latency: bool = typer.Option(False, "--latency", help="Also time the static network's forward pass (with --sample: of every subnet, in a latency_ms column)."),
     device: str = typer.Option("cpu", "--device", help="Device for --latency: cpu or cuda."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Batch size for --latency."),
     runs: int = typer.Option(50, "--runs", min=1, help="Timed runs for --latency (the median is reported)."),
@@ -43,7 +43,8 @@ def profile(
             raise AnasError("--sample and --arch exclude each other")
         if out_path is None:
             raise AnasError("--sample needs --out FILE.csv")
-        _write_cost_table(search_space, sample, out_path, seed, num_classes, json_output)
+        latency_config = LatencyConfig(device, batch_size, warmup, runs) if latency else None
+        _write_cost_table(search_space, sample, out_path, seed, num_classes, latency_config, json_output)
     elif out_path is not None:
         raise AnasError("--out goes with --sample")
     elif arch is None:
@@ -95,9 +96,10 @@ def _show_summary(space, num_classes: int | None, json_output: bool) -> None:
         out.print(f"named subnets for --arch: {', '.join(summary['models'])}")
 
 
-def _write_cost_table(space, n: int, path: Path, seed: int, num_classes: int | None, json_output: bool) -> None:
+def _write_cost_table(space, n: int, path: Path, seed: int, num_classes: int | None, latency: LatencyConfig | None,
+                      json_output: bool) -> None:
     start = time.perf_counter()
-    frame = cost_table(space, n, seed, num_classes)
+    frame = cost_table(space, n, seed, num_classes, latency, progress=not json_output)
     write_table(frame, path)
     seconds = time.perf_counter() - start
     mflops = frame["mflops"]

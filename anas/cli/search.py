@@ -19,6 +19,7 @@ def search_command(
     predictor: Optional[str] = typer.Option(None, "--predictor", help="Predictor folder of anas predict-fit; it gives the space (default: the latest under ./runs)."),
     params: Optional[str] = typer.Option(None, "--params", help="Parameter band in millions, LO-HI."),
     latency: Optional[str] = typer.Option(None, "--latency", help="Latency band in ms, LO-HI: a bound and a third objective."),
+    latency_predictor: Optional[str] = typer.Option(None, "--latency-predictor", help="Latency model (anas predict-fit --target latency_ms) that stands in for timing each subnet under --latency."),
     device: str = typer.Option("cpu", "--device", help="Device for --latency and --verify: cpu or cuda."),
     latency_batch: int = typer.Option(1, "--latency-batch", min=1, help="Batch size for --latency."),
     latency_runs: int = typer.Option(10, "--latency-runs", min=1, help="Timed runs per subnet for --latency (median)."),
@@ -34,7 +35,8 @@ def search_command(
 ) -> None:
     """Search the subnets inside the bounds for the best predicted accuracy per MFLOPs."""
     show = not (quiet or json_output)
-    options = SearchOptions(flops=flops, predictor=predictor, params=params, latency=latency, device=device,
+    options = SearchOptions(flops=flops, predictor=predictor, params=params, latency=latency,
+                            latency_predictor=latency_predictor, device=device,
                             latency_batch=latency_batch, latency_runs=latency_runs, strategy=strategy, budget=budget,
                             seed=seed, out=out_dir, run=run, verify=verify, calib_batches=calib_batches, progress=show)
     report = search_subnets(options)

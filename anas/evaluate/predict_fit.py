@@ -13,7 +13,7 @@ from anas.evaluate.trained import load_trained_run
 from anas.predict.fit import FitReport, fit_and_report, zero_cost_report
 from anas.predict.kinds import PREDICTOR_KINDS, PredictorConfig
 from anas.predict.metrics import split_indices
-from anas.predict.records import read_records
+from anas.predict.records import RESULT_COLUMNS, read_records
 from anas.space.schema import load_space
 from anas.train.distributed import environment_rank
 from anas.train.rundir import latest_checkpointed_run
@@ -33,6 +33,8 @@ class PredictFitOptions:
     test_fraction: float = 0.2
     out: str | None = None  # default: the run folder (with records: the records file's folder)
     config: PredictorConfig = PredictorConfig()
+    target: str = "acc1"  # the records column to predict (latency_ms for a latency model)
+    explain: bool = False  # write coefficients.csv, effects.csv and explain.png (explainable kinds)
     plot: bool = True
     progress: bool = False
 
@@ -51,6 +53,11 @@ def predict_fit(options: PredictFitOptions) -> PredictFitOutcome:
     check_fraction(options.test_fraction, "--test-fraction", low_open=True, high_open=True)
     if options.run is not None and options.records is not None:
         raise AnasError("give either --run RUN_DIR or --records FILE.csv --space S, not both")
+    if options.explain and not kind.explainable:
+        explainable = [name for name in PREDICTOR_KINDS.names() if PREDICTOR_KINDS.get(name).explainable]
+        raise AnasError(f"--explain needs an explainable kind ({', '.join(explainable)}), not {options.kind}")
+    if kind.zero_cost and options.target != "acc1":
+        raise AnasError(f"--kind {options.kind} ranks subnets by accuracy: --target does not apply to it")
     if options.records is not None:
         if kind.zero_cost:
             raise AnasError(f"--kind {options.kind} is read from a trained supernet: give --run RUN_DIR "
@@ -64,6 +71,9 @@ def predict_fit(options: PredictFitOptions) -> PredictFitOutcome:
 
 def _fit_run(run_path: str, options: PredictFitOptions) -> FitReport | None:
     check_record_request(options.samples, options.calib_batches, options.config.seed)
+    if options.target not in RESULT_COLUMNS and options.test_records is None:
+        raise AnasError(f"a run's records have no column {options.target!r} (they hold {', '.join(RESULT_COLUMNS)}): "
+                        f"fit it from --records FILE.csv --space S")
     run = load_trained_run(run_path, options.device)
     if options.space is not None and load_space(options.space) != run.space:
         raise AnasError(f"run {run_path} is of space {run.space.name}, not {options.space}")
@@ -73,10 +83,12 @@ def _fit_run(run_path: str, options: PredictFitOptions) -> FitReport | None:
                                               options.config.seed, options.progress)
     if table is None:  # not the main process of a distributed run
         return None
-    test = read_records(options.test_records, run.space, run.num_classes) if options.test_records else None
+    test = (read_records(options.test_records, run.space, run.num_classes, options.target)
+            if options.test_records else None)
     report = fit_and_report(run.space, table, options.out or str(run.run_dir.path), kind=options.kind,
                             num_classes=run.num_classes, test_records=test, test_fraction=options.test_fraction,
-                            config=options.config, plot=options.plot)
+                            config=options.config, plot=options.plot, target=options.target,
+                            explain=options.explain)
     report.evaluated_now = evaluated_now
     return report
 
@@ -101,8 +113,9 @@ def _fit_records_file(options: PredictFitOptions) -> FitReport:
     if options.space is None:
         raise AnasError("--records needs --space (the space its subnets belong to)")
     space = load_space(options.space)
-    records = read_records(options.records, space)
-    test = read_records(options.test_records, space) if options.test_records else None
+    records = read_records(options.records, space, target=options.target)
+    test = read_records(options.test_records, space, target=options.target) if options.test_records else None
     out = options.out or str(Path(options.records).resolve().parent)
     return fit_and_report(space, records, out, kind=options.kind, test_records=test,
-                          test_fraction=options.test_fraction, config=options.config, plot=options.plot)
+                          test_fraction=options.test_fraction, config=options.config, plot=options.plot,
+                          target=options.target, explain=options.explain)

@@ -12,6 +12,7 @@ import pandas as pd
 
 from anas.checks import TABLE_CELL_BYTES, check_memory
 from anas.latency.measure import LatencyConfig, subnet_latency
+from anas.progress import progress_bars
 from anas.space.arch import Arch, ArchBatch, largest_arch, sample_archs, smallest_arch
 from anas.space.cost import arch_costs, batch_costs
 from anas.space.space import SearchSpace
@@ -57,8 +58,20 @@ def summarize_space(space: SearchSpace, num_classes: int | None = None) -> dict[
     }
 
 
-def cost_table(space: SearchSpace, n: int, seed: int = 0, num_classes: int | None = None) -> pd.DataFrame:
-    """The table of ``n`` uniformly sampled subnets with their MFLOPs and params."""
-    check_memory(n * (len(setting_columns(space)) + 2) * TABLE_CELL_BYTES, "--sample", n)
+def cost_table(space: SearchSpace, n: int, seed: int = 0, num_classes: int | None = None,
+               latency: LatencyConfig | None = None, progress: bool = False) -> pd.DataFrame:
+    """The table of ``n`` uniformly sampled subnets with their MFLOPs and params; with
+    ``latency``, also each static network's measured latency (``latency_ms``, the
+    training data of a latency model: ``anas predict-fit --target latency_ms``)."""
+    check_memory(n * (len(setting_columns(space)) + 3) * TABLE_CELL_BYTES, "--sample", n)
     batch: ArchBatch = sample_archs(space, n, np.random.default_rng(seed))
-    return archs_to_frame(space, batch, batch_costs(space, batch, num_classes))
+    frame = archs_to_frame(space, batch, batch_costs(space, batch, num_classes))
+    if latency is not None:
+        times = []
+        with progress_bars(progress) as bars:
+            bar = bars.add(f"timing {n} subnets on {latency.device}", n)
+            for arch in batch:
+                times.append(subnet_latency(space, arch, latency, num_classes))
+                bar.advance()
+        frame["latency_ms"] = times
+    return frame

@@ -12,6 +12,7 @@ import pandas as pd
 from anas.errors import AnasError
 from anas.io import json_safe
 from anas.plots import new_figure, save_png
+from anas.predict.explain import write_explanation
 from anas.predict.folder import save_predictor
 from anas.predict.kinds import PREDICTOR_KINDS, Predictor, PredictorConfig
 from anas.predict.metrics import rank_metrics, split_indices
@@ -32,10 +33,11 @@ class FitReport:
     paths: dict[str, str] = field(default_factory=dict)
     evaluated_now: int = 0
     duplicates_merged: int = 0  # rows of a subnet listed more than once, averaged into its first
+    target: str = "acc1"  # the records column predicted
 
     def to_dict(self) -> dict[str, Any]:
-        return json_safe({**self.metrics, "kind": self.kind, "n_train": self.n_train, "n_test": self.n_test,
-                          "n_records": self.n_records, "evaluated_now": self.evaluated_now,
+        return json_safe({**self.metrics, "kind": self.kind, "target": self.target, "n_train": self.n_train,
+                          "n_test": self.n_test, "n_records": self.n_records, "evaluated_now": self.evaluated_now,
                           "duplicates_merged": self.duplicates_merged, "space": self.space,
                           "paths": self.paths})
 
@@ -43,33 +45,41 @@ class FitReport:
 def fit_and_report(space: SearchSpace, records: pd.DataFrame, out: str | Path, *, kind: str = "lightgbm",
                    num_classes: int | None = None, test_records: pd.DataFrame | None = None,
                    test_fraction: float = 0.2, config: PredictorConfig = PredictorConfig(),
-                   plot: bool = True) -> FitReport:
-    """Fit a predictor of ``kind`` on ``records`` (all of them when ``test_records`` is
-    given, else a seeded ``1 - test_fraction`` share), measure it on the held-out records,
-    write the predictor folder ``out`` and its scatter plot."""
+                   plot: bool = True, target: str = "acc1", explain: bool = False) -> FitReport:
+    """Fit a predictor of ``kind`` of the ``target`` column on ``records`` (all of them
+    when ``test_records`` is given, else a seeded ``1 - test_fraction`` share), measure it
+    on the held-out records, write the predictor folder ``out``, its scatter plot and,
+    with ``explain``, what the predictor says about the space (``anas.predict.explain``)."""
     predictor_kind = PREDICTOR_KINDS.get(kind)
-    records, merged = merge_duplicates(space, records)  # a subnet is either fitted or held out, never both
+    for frame, which in ((records, "the records"), (test_records, "the test records")):
+        if frame is not None and target not in frame.columns:
+            raise AnasError(f"{which} have no column {target!r} to predict (columns: {', '.join(map(str, frame.columns))})")
+    records, merged = merge_duplicates(space, records, target)  # a subnet is either fitted or held out, never both
     batch = frame_to_archs(space, records)
-    acc1 = records["acc1"].to_numpy(dtype=float)
+    measured = records[target].to_numpy(dtype=float)
     if test_records is not None:
         if len(records) < 5:
             raise AnasError(f"{len(records)} records are too few to fit a predictor: need at least 5")
-        train_batch, train_acc = batch, acc1
-        test_batch, test_acc = frame_to_archs(space, test_records), test_records["acc1"].to_numpy(dtype=float)
+        train_batch, train_acc = batch, measured
+        test_batch, test_acc = frame_to_archs(space, test_records), test_records[target].to_numpy(dtype=float)
     else:
         train_idx, test_idx = split_indices(len(records), test_fraction, config.seed)
-        train_batch, train_acc = batch.take(train_idx), acc1[train_idx]
-        test_batch, test_acc = batch.take(test_idx), acc1[test_idx]
+        train_batch, train_acc = batch.take(train_idx), measured[train_idx]
+        test_batch, test_acc = batch.take(test_idx), measured[test_idx]
     predictor = predictor_kind.fit(space, train_batch, train_acc, config, num_classes)
     predicted = predictor.predict(test_batch)
     metrics = rank_metrics(test_acc, predicted)
     n_records = len(train_acc) + len(test_acc)  # every record used, fitted or held out
     report = FitReport(space.name, PREDICTOR_KINDS.name_of(predictor_kind), metrics, len(train_acc), len(test_acc),
-                       n_records, duplicates_merged=merged)
-    predictor.meta.update(n_records=n_records, n_test=len(test_acc))
+                       n_records, duplicates_merged=merged, target=target)
+    predictor.meta.update(n_records=n_records, n_test=len(test_acc), target=target)
     report.paths = save_predictor(predictor, out, metrics)  # written as strict JSON (NaN as null)
     if plot:
-        report.paths["plot"] = str(scatter_plot(test_acc, predicted, Path(out) / "predictor.png", space.name, metrics))
+        label = Predictor.score_label if target == "acc1" else f"predicted {target}"
+        report.paths["plot"] = str(scatter_plot(test_acc, predicted, Path(out) / "predictor.png", space.name, metrics,
+                                                label, measured_label=None if target == "acc1" else f"measured {target}"))
+    if explain:
+        report.paths.update(write_explanation(predictor, out))
     return report
 
 
@@ -105,16 +115,17 @@ def correlations(measured: np.ndarray, score: np.ndarray, suffix: str = "") -> d
 
 
 def scatter_plot(measured: np.ndarray, predicted: np.ndarray, path: Path, space_name: str,
-                 metrics: dict[str, float], score_label: str = Predictor.score_label) -> Path:
-    """Predicted vs measured top-1 on the held-out records (with the diagonal when the
-    predictions are accuracies too)."""
+                 metrics: dict[str, float], score_label: str = Predictor.score_label,
+                 measured_label: str | None = None) -> Path:
+    """Predicted vs measured values on the held-out records (with the diagonal when the
+    predictions are of the measured quantity)."""
     figure, ax = new_figure(5, 5)
     ax.scatter(measured, predicted, s=12, alpha=0.7)
-    accuracies = score_label == Predictor.score_label
+    accuracies = score_label == Predictor.score_label or measured_label is not None
     if accuracies:
         low, high = float(min(measured.min(), predicted.min())), float(max(measured.max(), predicted.max()))
         ax.plot([low, high], [low, high], color="grey", linewidth=1, linestyle="--")
-    ax.set_xlabel("measured top-1 (%)")
+    ax.set_xlabel(measured_label or "measured top-1 (%)")
     ax.set_ylabel(score_label)
     error = f", MAE {metrics['mae']:.2f}" if accuracies else ""
     ax.set_title(f"{space_name}: Kendall tau {metrics['kendall_tau']:.3f}{error}")

@@ -41,7 +41,7 @@ def save_predictor(predictor: Predictor, folder: str | Path, metrics: dict[str, 
         "space": space_to_dict(predictor.space),
         "space_name": predictor.space.name,
         "num_classes": predictor.num_classes,
-        "target": "acc1",
+        "target": "acc1",  # unless the meta names another column
         **{key: value for key, value in predictor.meta.items() if key not in ("versions", "metrics")},
         **{key: value for key, value in model_meta.items() if key != "versions"},
         "metrics": metrics or {},

@@ -22,22 +22,27 @@ from anas.space.table import archs_to_frame, frame_to_archs, read_table, setting
 RESULT_COLUMNS = ("acc1", "acc5", "loss")
 
 
-def read_records(path: str | Path, space: SearchSpace, num_classes: int | None = None) -> pd.DataFrame:
-    """A records table with ``acc1``, checked cell by cell; its cost columns are recomputed."""
+def read_records(path: str | Path, space: SearchSpace, num_classes: int | None = None,
+                 target: str = "acc1") -> pd.DataFrame:
+    """A records table with the ``target`` column (``acc1`` by default: the measured top-1
+    in percent), checked cell by cell; its cost columns are recomputed."""
     frame = read_table(path)
     batch = frame_to_archs(space, frame, str(path))
-    if "acc1" not in frame.columns:
-        raise TableError(f"{path}: missing column acc1 (the measured top-1 accuracy)")
-    acc1 = pd.to_numeric(frame["acc1"], errors="coerce")
-    if acc1.isna().any():
-        row = int(np.argmax(acc1.isna().to_numpy()))
-        raise TableError(f"{path}: line {row + 2}, column acc1: {plain(frame['acc1'].iloc[row])!r} is not a number")
-    bad = ~acc1.between(0, 100).to_numpy()  # NaN and infinities are outside too
-    if bad.any():
+    if target not in frame.columns:
+        what = " (the measured top-1 accuracy)" if target == "acc1" else ""
+        raise TableError(f"{path}: missing column {target}{what}")
+    values = pd.to_numeric(frame[target], errors="coerce")
+    if values.isna().any():
+        row = int(np.argmax(values.isna().to_numpy()))
+        raise TableError(f"{path}: line {row + 2}, column {target}: {plain(frame[target].iloc[row])!r} is not a number")
+    if target == "acc1":
+        bad, expected = ~values.between(0, 100).to_numpy(), "a top-1 accuracy in percent (0 to 100)"
+    else:
+        bad, expected = ~np.isfinite(values.to_numpy(dtype=float)), "a finite number"
+    if bad.any():  # NaN and infinities are outside too
         row = int(np.argmax(bad))
-        raise TableError(f"{path}: line {row + 2}, column acc1: {plain(acc1.iloc[row])} is not a top-1 accuracy "
-                         f"in percent (0 to 100)")
-    frame["acc1"] = acc1
+        raise TableError(f"{path}: line {row + 2}, column {target}: {plain(values.iloc[row])} is not {expected}")
+    frame[target] = values
     costs = batch_costs(space, batch, num_classes)
     frame["mflops"], frame["params_m"] = costs.mflops, costs.params_m
     return frame
@@ -51,18 +56,18 @@ def record_frame(space: SearchSpace, archs: list[Arch], results: list[dict], num
     return frame
 
 
-def merge_duplicates(space: SearchSpace, frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """One row per distinct subnet, ``acc1`` averaged over its repeats (the first row's
+def merge_duplicates(space: SearchSpace, frame: pd.DataFrame, target: str = "acc1") -> tuple[pd.DataFrame, int]:
+    """One row per distinct subnet, ``target`` averaged over its repeats (the first row's
     other columns kept), in first-seen order; and how many rows were merged away."""
     columns = setting_columns(space)
     keys = frame[columns].to_numpy(dtype=np.float64)
     _, first, group = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     if len(first) == len(frame):
         return frame, 0
-    mean_acc1 = pd.Series(frame["acc1"].to_numpy(float)).groupby(group.ravel()).mean().to_numpy()
+    mean = pd.Series(frame[target].to_numpy(float)).groupby(group.ravel()).mean().to_numpy()
     order = np.sort(first)
     merged = frame.iloc[order].reset_index(drop=True)
-    merged["acc1"] = mean_acc1[group.ravel()[order]]
+    merged[target] = mean[group.ravel()[order]]
     return merged, len(frame) - len(merged)
 
 

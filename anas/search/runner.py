@@ -9,6 +9,7 @@ does (find the predictor and the run, search, verify, write the files).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from anas.progress import progress_bars
 from anas.search.outputs import SearchResult, choose_best, pareto_mask, verify_front, write_outputs
 from anas.search.problem import SearchProblem, parse_band
 from anas.search.strategies import STRATEGIES
+from anas.space.arch import Arch
 from anas.train.rundir import RunDir, latest_checkpointed_run, latest_run
 
 MIN_BUDGET = 8
@@ -65,6 +67,7 @@ class SearchOptions:
     predictor: str | None = None  # predictor folder (None: the latest under ./runs)
     params: str | None = None  # params band in millions
     latency: str | None = None  # latency band in ms: a bound and a third objective
+    latency_predictor: str | None = None  # a latency model (predict-fit --target latency_ms) instead of timing
     device: str = "cpu"  # where latency is measured and --verify evaluates
     latency_batch: int = 1
     latency_runs: int = 10
@@ -97,6 +100,8 @@ def search_subnets(options: SearchOptions) -> SearchReport:
     band = parse_band(options.flops, "--flops")
     params_band = parse_band(options.params, "--params") if options.params else None
     latency_band = parse_band(options.latency, "--latency") if options.latency else None
+    if options.latency_predictor is not None and latency_band is None:
+        raise AnasError("--latency-predictor goes with --latency LO-HI (the band it is checked against)")
     STRATEGIES.resolve(options.strategy)
     check_budget(options.budget)
     check_calib_batches(options.calib_batches)
@@ -107,12 +112,15 @@ def search_subnets(options: SearchOptions) -> SearchReport:
     if options.predictor is None:
         chosen["predictor"] = str(predictor_folder)
     predictor = load_predictor(predictor_folder)
+    target = predictor.meta.get("target", "acc1")
+    if target != "acc1":
+        raise AnasError(f"predictor {predictor_folder} predicts {target}, not accuracy"
+                        + (": give it as --latency-predictor" if target == LATENCY_TARGET else ""))
     space = predictor.space
     trained = _verification_run(options, predictor_folder, predictor, chosen, device.type)
     if trained is not None:
         predictor.check_space(trained.space, f"run {trained.run_dir.path}")
-    measure = (LatencyCache(space, LatencyConfig(options.device, options.latency_batch, 3, options.latency_runs),
-                            predictor.num_classes) if latency_band is not None else None)
+    measure = latency_measure(options, predictor) if latency_band is not None else None
     problem = SearchProblem(space, predictor, band, params_band, latency_band, latency_band is not None, measure,
                             predictor.num_classes)
     with progress_bars(options.progress) as bars:
@@ -123,6 +131,24 @@ def search_subnets(options: SearchOptions) -> SearchReport:
     best = choose_best(result, measured)
     folder = Path(options.out) if options.out else predictor_folder / f"search-{band}"
     return SearchReport(result, best, measured, write_outputs(result, band, folder, measured, best), chosen)
+
+
+LATENCY_TARGET = "latency_ms"
+
+
+def latency_measure(options: SearchOptions, predictor: Predictor) -> Callable[[Arch], float]:
+    """How a subnet's latency is known: timed on ``options.device`` (each subnet once), or
+    predicted by the latency model of ``--latency-predictor``."""
+    if options.latency_predictor is None:
+        return LatencyCache(predictor.space, LatencyConfig(options.device, options.latency_batch, 3,
+                                                           options.latency_runs), predictor.num_classes)
+    model = load_predictor(options.latency_predictor)
+    if model.meta.get("target") != LATENCY_TARGET:
+        raise AnasError(f"--latency-predictor {options.latency_predictor} predicts "
+                        f"{model.meta.get('target', 'acc1')}, not {LATENCY_TARGET}: fit one with anas predict-fit "
+                        f"--target {LATENCY_TARGET}")
+    model.check_space(predictor.space, f"the accuracy predictor {options.predictor or ''}".rstrip())
+    return lambda arch: float(model.predict_archs([arch])[0])
 
 
 def _verification_run(options: SearchOptions, predictor_folder: Path, predictor: Predictor, chosen: dict[str, str],

@@ -73,10 +73,13 @@ class Predictor:
 
     A zero-cost kind (``zero_cost = True``) is not fitted on records: it is read from a
     trained supernet by ``from_supernet``, and records only measure it. ``score_label``
-    says what its predictions are (an accuracy, or another score that ranks subnets)."""
+    says what its predictions are (an accuracy, or another score that ranks subnets). The
+    column a fitted kind predicts is ``meta["target"]`` (``acc1`` unless
+    ``predict-fit --target`` named another)."""
 
     zero_cost: bool = False
     score_label: str = "predicted top-1 (%)"
+    explainable: bool = False  # anas.predict.explain can read it (predict-fit --explain)
 
     def __init__(self, space: SearchSpace, num_classes: int, meta: dict[str, Any] | None = None):
         self.space = space
