@@ -1,11 +1,17 @@
 """Shipping a subnet: extract it from a trained run, recalibrate its BN statistics, export
-it to ONNX, TorchScript or a plain PyTorch file, and check the file against PyTorch.
+it to ONNX (optionally quantized to int8), TorchScript or a plain PyTorch file, and check
+the file against PyTorch.
 
 ``export_subnet(run_path, arch_spec, fmt, out, config)`` does all of it and returns an
 ``ExportResult``. The file is verified *before* it is renamed into place: an export whose
 outputs differ from the PyTorch subnet never replaces anything at ``out``. Without a run,
 the latest under ``./runs`` is taken; without ``--arch``, that run's latest search result
 (``search-*/best.json``), else its largest subnet.
+
+An int8 export (``config.quantize="int8"``, see ``anas.export.quantize``) is verified
+differently: quantization changes the logits, so instead of a tolerance on them the int8
+file must agree with the PyTorch subnet on the top-1 class of at least half of the
+verification images; its accuracy, size and latency are reported next to the fp32 ones.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import importlib.util
 import math
 import os
 import re
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +34,7 @@ from anas.device import resolve_device
 from anas.errors import AnasError, OutputError
 from anas.evaluate.trained import TrainedRun, load_trained_run
 from anas.export import onnx, pt, torchscript
+from anas.export import quantize as quantization
 from anas.export.io import INPUT_NAME, OUTPUT_NAME, Forward
 from anas.io import atomic_write
 from anas.nn.evaluate import at_resolution, recalibrate_subnet
@@ -65,19 +73,24 @@ class ExportConfig:
     device: str = "cpu"  # where the run is loaded and BN recalibrated; exports are always CPU
     verify: bool = True  # load the file back and compare it with PyTorch
     verify_images: int = 32  # validation images of the comparison (differs from EXPORT_BATCH)
-    tolerance: float = 1e-4  # largest allowed absolute difference of the logits
+    tolerance: float = 1e-4  # largest allowed absolute difference of the logits (not for int8)
+    quantize: str | None = None  # "int8": static int8 quantization of the ONNX file (onnx only)
+    quant_images: int = quantization.CALIB_IMAGES  # training images that calibrate the int8 ranges
 
 
 @dataclass(frozen=True)
 class Verification:
     max_abs_diff: float
-    top1_agree: bool
+    top1_agree: bool  # every image has the same top-1 class
     images: int
-    tolerance: float
+    tolerance: float | None  # None: the logits are not checked (int8)
+    top1_agreement: float = 1.0  # the fraction of images with the same top-1 class
+    min_agreement: float | None = None  # the least top1_agreement accepted (int8); None: any
 
     @property
     def ok(self) -> bool:
-        return self.max_abs_diff <= self.tolerance
+        return ((self.tolerance is None or self.max_abs_diff <= self.tolerance)
+                and (self.min_agreement is None or self.top1_agreement >= self.min_agreement))
 
 
 @dataclass(frozen=True)
@@ -94,10 +107,29 @@ class ExportResult:
     run: str = ""  # the run folder exported from
     arch_spec: str = ""  # the --arch it was given (or the default taken)
     chosen: tuple[str, ...] = ()  # what was taken by default: "run", "arch"
+    quantize: str | None = None  # "int8" for a quantized ONNX file
+    int8: quantization.Int8Report | None = None  # sizes, and with verification accuracy and latency
+    failure: str | None = None  # why the int8 file could not be made or loaded (nothing written)
 
     @property
     def ok(self) -> bool:
-        return self.verification is None or self.verification.ok
+        return self.failure is None and (self.verification is None or self.verification.ok)
+
+    def error(self) -> str | None:
+        """The one line that says why nothing was written (None when the export is ok)."""
+        check = self.verification
+        if self.ok:
+            return None
+        if self.failure is not None:
+            reason = self.failure
+        elif check.tolerance is None:
+            reason = (f"the {self.quantize} model agrees with the PyTorch subnet on the top-1 class of "
+                      f"{round(check.top1_agreement * check.images)} of {check.images} validation images "
+                      f"(fewer than {check.min_agreement:.0%})")
+        else:
+            reason = (f"the {self.fmt} export differs from the PyTorch subnet by {check.max_abs_diff:.3g} "
+                      f"(more than {check.tolerance:g}) on {check.images} validation images")
+        return f"{reason}; nothing was written to {self.path}"
 
     def to_dict(self) -> dict[str, Any]:
         check = self.verification
@@ -120,7 +152,16 @@ class ExportResult:
             "run": self.run,
             "arch_spec": self.arch_spec,
             "chosen": list(self.chosen),
+            "quantize": self.quantize,
+            "top1_agreement": None if check is None else check.top1_agreement,
+            **self.int8_dict(),
         }
+
+    def int8_dict(self) -> dict[str, Any]:
+        """The int8 keys of ``to_dict`` (None where they do not apply or were not measured)."""
+        if self.int8 is not None:
+            return self.int8.to_dict()
+        return {key: None for key in quantization.Int8Report(0, 0, 0).to_dict()}
 
 
 class _VerificationFailed(Exception):
@@ -146,8 +187,10 @@ def check_options(fmt: str, config: ExportConfig) -> None:
         onnx.check_opset(config.opset)
     if fmt == "onnx" and importlib.util.find_spec("onnxscript") is None:
         raise AnasError("ONNX export needs the onnxscript package: pip install onnxscript")
+    quantization.check_quantize(fmt, config.quantize)
     check_calib_batches(config.calib_batches)
     check_at_least(config.verify_images, 1, "verify_images")
+    check_at_least(config.quant_images, 1, "quant_images")
     resolve_device(config.device)
 
 
@@ -157,9 +200,10 @@ def latest_search_result(run_path: str | Path) -> Path | None:
     return max(Path(run_path).glob("search-*/best.json"), key=lambda path: path.stat().st_mtime, default=None)
 
 
-def default_output(run_path: str | Path, arch_spec: str, fmt: str) -> Path:
+def default_output(run_path: str | Path, arch_spec: str, fmt: str, quantized: str | None = None) -> Path:
     """``RUN_DIR/exports/<name>.<ext>``: name is the spec when it is one word (``max``,
-    ``a0``), the file's stem when it names a file, else ``subnet``."""
+    ``a0``), the file's stem when it names a file, else ``subnet``; a quantized export
+    adds ``-int8`` to the name (``max-int8.onnx``)."""
     spec = arch_spec.strip()
     if not spec.startswith("{") and Path(spec).is_file():
         name = Path(spec).stem
@@ -167,6 +211,8 @@ def default_output(run_path: str | Path, arch_spec: str, fmt: str) -> Path:
         name = spec.lower()
     else:
         name = "subnet"
+    if quantized is not None:
+        name = f"{name}-{quantized}"
     return Path(run_path) / "exports" / f"{name}.{FORMATS[fmt].extension}"
 
 
@@ -245,16 +291,41 @@ def export_metadata(run: TrainedRun, arch: Arch, calib_batches: int) -> dict[str
 
 
 @torch.no_grad()
-def verify(exported: Forward, reference: StaticNet, images: torch.Tensor, tolerance: float = 1e-4) -> Verification:
+def verify(exported: Forward, reference: StaticNet, images: torch.Tensor, tolerance: float | None = 1e-4,
+           min_agreement: float | None = None) -> Verification:
     """Largest absolute difference of the logits and top-1 agreement of the exported model
-    and the PyTorch subnet on ``images``."""
+    and the PyTorch subnet on ``images``; it passes when the difference is at most
+    ``tolerance`` and the fraction of images that agree at least ``min_agreement`` (None:
+    that check is off)."""
     expected = reference(images).float()
     got = torch.as_tensor(exported(images)).float()
     if got.shape != expected.shape:
         raise AnasError(f"the exported model gives logits of shape {tuple(got.shape)}, expected {tuple(expected.shape)}")
     diff = float((got - expected).abs().max())
-    agree = bool((got.argmax(1) == expected.argmax(1)).all())
-    return Verification(diff if math.isfinite(diff) else float("inf"), agree, len(images), tolerance)
+    same = got.argmax(1) == expected.argmax(1)
+    return Verification(diff if math.isfinite(diff) else float("inf"), bool(same.all()), len(images), tolerance,
+                        float(same.float().mean()), min_agreement)
+
+
+def write_int8(net: StaticNet, path: Path, metadata: dict[str, Any], opset: int, run: TrainedRun, config: ExportConfig,
+               images: torch.Tensor | None, checks: list[Verification]) -> quantization.Int8Report:
+    """Write the fp32 ONNX file to a temporary folder, quantize it into ``path`` and, with
+    verification ``images``, check it (appended to ``checks``; ``_VerificationFailed``
+    when it fails) and measure it. Returns the sizes and measurements."""
+    chunks = quantization.calibration_inputs(run.calibration_batches(), net.resolution, config.quant_images)
+    calibrated = sum(len(chunk) for chunk in chunks)
+    metadata = {**metadata, "quantization": quantization.quantization_metadata(calibrated)}
+    with tempfile.TemporaryDirectory(prefix="anas-export-") as folder:
+        fp32 = Path(folder) / "fp32.onnx"
+        onnx.write_onnx(net, fp32, metadata, opset)
+        quantization.quantize_onnx(fp32, path, chunks)
+        if images is None:
+            return quantization.Int8Report(calibrated, fp32.stat().st_size, path.stat().st_size)
+        int8 = quantization.session_forward(quantization.load_session(path))
+        checks.append(verify(int8, net, images, None, quantization.MIN_TOP1_AGREEMENT))
+        if not checks[-1].ok:
+            raise _VerificationFailed(checks[-1])
+        return quantization.measure(net, fp32, path, run.evaluation_batches("val"), images[:1], calibrated)
 
 
 def export_subnet(run_path: str | Path | None, arch_spec: str | None, fmt: str, out: str | Path | None = None,
@@ -273,7 +344,7 @@ def export_subnet(run_path: str | Path | None, arch_spec: str | None, fmt: str, 
         chosen.append("arch")
     run = load_trained_run(run_path, config.device)
     arch = parse_arch(run.space, arch_spec)
-    path = Path(out) if out is not None else default_output(run_path, arch_spec, fmt)
+    path = Path(out) if out is not None else default_output(run_path, arch_spec, fmt, config.quantize)
     check_output(path)
 
     calib = (config.calib_batches or run.config.calib_batches) if config.calibrate else None
@@ -282,19 +353,26 @@ def export_subnet(run_path: str | Path | None, arch_spec: str | None, fmt: str, 
     opset = (config.opset or onnx.DEFAULT_OPSET) if fmt == "onnx" else None
     images = validation_images(run, arch.resolution, config.verify_images) if config.verify else None
     checks: list[Verification] = []
+    reports: list[quantization.Int8Report] = []
 
     def write(tmp: Path) -> None:
+        if config.quantize is not None:
+            reports.append(write_int8(net, tmp, metadata, opset, run, config, images, checks))
+            return
         FORMATS[fmt].write(net, tmp, metadata, opset)
         if images is not None:
             checks.append(verify(load_exported(fmt, tmp), net, images, config.tolerance))
             if not checks[-1].ok:
                 raise _VerificationFailed(checks[-1])
 
-    written = True
+    written, failure = True, None
     try:
         atomic_write(path, write)
     except _VerificationFailed:
         written = False
+    except quantization.Int8Error as exc:
+        written, failure = False, str(exc)
     mflops, params_m = arch_costs(run.space, arch, run.num_classes)
     return ExportResult(path, fmt, arch, mflops, params_m, calib or 0, opset, checks[-1] if checks else None,
-                        written, str(run_path), arch_spec, tuple(chosen))
+                        written, str(run_path), arch_spec, tuple(chosen), config.quantize,
+                        reports[-1] if reports else None, failure)
