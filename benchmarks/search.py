@@ -20,14 +20,10 @@ import platform
 import statistics
 from pathlib import Path
 
-import numpy as np
-
-from anas.predict.kinds.lightgbm import LightGBMPredictor
-from anas.predict.synthetic import synthetic_acc1
+from anas.predict.synthetic import synthetic_predictor
 from anas.search.problem import Band, SearchProblem
 from anas.search.runner import search
 from anas.search.strategies import STRATEGIES
-from anas.space.arch import sample_archs
 from anas.space.schema import load_space
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -42,9 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     bands, budgets, seeds = (BANDS[:1] + BANDS[2:3], BUDGETS[:1] + BUDGETS[2:], SEEDS[:1]) if args.quick else (BANDS, BUDGETS, SEEDS)
     space = load_space("attentive-nas")
-    rng = np.random.default_rng(0)
-    pool = sample_archs(space, 1500, rng)
-    predictor = LightGBMPredictor.fit(space, pool, synthetic_acc1(space, pool, rng))
+    predictor = synthetic_predictor(space)
     runs = []
     print(f"{'band':>9} {'budget':>6} {'strategy':>9}  best predicted top-1 (mean of {len(seeds)} seeds)  calls  seconds")
     for band in bands:

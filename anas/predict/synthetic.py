@@ -27,3 +27,15 @@ def synthetic_acc1(space: SearchSpace, batch: ArchBatch, rng: np.random.Generato
     acc += 0.1 * (batch.expand_ratio[:, 3:5].mean(axis=1) - 5)
     acc -= 0.2 * ((batch.width[:, 6] >= 208) & (batch.depth[:, 5] <= 4))  # unbalanced stage 6
     return acc + rng.normal(0.0, noise, len(acc))
+
+
+def synthetic_predictor(space: SearchSpace, records: int = 1500, seed: int = 0):
+    """The LightGBM predictor fitted on ``records`` uniformly sampled subnets of ``space``
+    with their ``synthetic_acc1``: the stand-in for a trained supernet's predictor in the
+    search benchmarks."""
+    from anas.predict.kinds.lightgbm import LightGBMPredictor
+    from anas.space.arch import sample_archs
+
+    rng = np.random.default_rng(seed)
+    pool = sample_archs(space, records, rng)
+    return LightGBMPredictor.fit(space, pool, synthetic_acc1(space, pool, rng))
