@@ -73,6 +73,7 @@ from anas.cli import predict_fit as _predict_fit  # noqa: E402,F401  (registers 
 from anas.cli import search as _search  # noqa: E402,F401  (registers `anas search`)
 from anas.cli import standalone as _standalone  # noqa: E402,F401  (registers `anas standalone`)
 from anas.cli import export as _export  # noqa: E402,F401  (registers `anas export`)
+from anas.cli import importer as _importer  # noqa: E402,F401  (registers `anas import`)
 
 
 def main(argv: list[str] | None = None) -> int:

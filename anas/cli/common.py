@@ -5,13 +5,18 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import typer
 from rich.console import Console
 
+from anas.evaluate.trained import DATA_DIR_HELP
 from anas.io import json_text
 
 # Human-readable results on stdout; progress and status on stderr so `--json` stays clean.
 out = Console()
 err = Console(stderr=True)
+
+
+DATA_DIR_OPTION = typer.Option(None, "--data-dir", help=DATA_DIR_HELP)
 
 
 def print_json(data: Any) -> None:

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from anas.cli import app
-from anas.cli.common import err, out, print_json
+from anas.cli.common import DATA_DIR_OPTION, err, out, print_json
 from anas.errors import AnasError
 from anas.export.onnx import DEFAULT_OPSET
 from anas.export.quantize import CALIB_IMAGES, MIN_TOP1_AGREEMENT, QUANTIZE_CHOICES
@@ -27,6 +27,7 @@ def export(
     no_calibrate: bool = typer.Option(False, "--no-calibrate", help="Keep the supernet's BN statistics."),
     opset: Optional[int] = typer.Option(None, "--opset", help=f"ONNX opset (default: {DEFAULT_OPSET})."),
     device: str = typer.Option("cpu", "--device", help="Device for loading and BN recalibration: cpu or cuda (files are exported on the CPU)."),
+    data_dir: Optional[str] = DATA_DIR_OPTION,
     no_verify: bool = typer.Option(False, "--no-verify", help="Do not load the file back and compare it with PyTorch."),
     tolerance: float = typer.Option(ExportConfig.tolerance, "--tolerance", min=0.0,
                                     help="Largest allowed absolute difference of the logits in the verification (not with --quantize)."),
@@ -38,7 +39,8 @@ def export(
         raise AnasError("--calib-batches and --no-calibrate exclude each other")
     quantize = quantize.strip().lower() if quantize is not None else None
     config = ExportConfig(calibrate=not no_calibrate, calib_batches=calib_batches, opset=opset,
-                          device=device, verify=not no_verify, tolerance=tolerance, quantize=quantize)
+                          device=device, data_dir=data_dir, verify=not no_verify, tolerance=tolerance,
+                          quantize=quantize)
     fmt = to.strip().lower()
     if json_output:
         result = export_subnet(run, arch, fmt, out_path, config)

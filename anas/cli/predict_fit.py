@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from anas.cli import app
-from anas.cli.common import err, is_main_process, out, print_json
+from anas.cli.common import DATA_DIR_OPTION, err, is_main_process, out, print_json
 from anas.evaluate.predict_fit import PredictFitOptions, predict_fit
 from anas.predict.fit import FitReport
 from anas.predict.kinds import PREDICTOR_KINDS, PredictorConfig
@@ -21,6 +21,7 @@ def predict_fit_command(
     calib_batches: Optional[int] = typer.Option(None, "--calib-batches", help="Training batches for BN recalibration (default: the run's)."),
     split: str = typer.Option("auto", "--split", help="Evaluate on: auto (holdout if the run has one, else val), holdout, val."),
     device: str = typer.Option("cpu", "--device", help="Device for evaluation: cpu or cuda."),
+    data_dir: Optional[str] = DATA_DIR_OPTION,
     records: Optional[str] = typer.Option(None, "--records", help="Fit from this records CSV instead of a run (needs --space)."),
     space: Optional[str] = typer.Option(None, "--space", "-s", help="Space of --records (built-in name or YAML file)."),
     kind: str = typer.Option("lightgbm", "--kind", help=f"Predictor kind: {PREDICTOR_KINDS.choices_text()}."),
@@ -42,7 +43,7 @@ def predict_fit_command(
     zero-cost one from the run's checkpoint (--kind bn)."""
     options = PredictFitOptions(
         run=run, records=records, space=space, samples=samples, calib_batches=calib_batches, split=split,
-        device=device, kind=kind, test_records=test_records, test_fraction=test_fraction, out=out_dir,
+        device=device, data_dir=data_dir, kind=kind, test_records=test_records, test_fraction=test_fraction, out=out_dir,
         config=PredictorConfig(n_estimators=n_estimators, learning_rate=learning_rate, num_leaves=num_leaves,
                                seed=seed, bn_reduce=bn_reduce),
         target=target, explain=explain,

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from anas.cli import app
-from anas.cli.common import err, out, print_json
+from anas.cli.common import DATA_DIR_OPTION, err, out, print_json
 from anas.search.runner import SearchOptions, SearchReport, search_subnets
 from anas.search.strategies import STRATEGIES
 
@@ -29,6 +29,7 @@ def search_command(
     out_dir: Optional[str] = typer.Option(None, "--out", "-o", help="Output folder (default: PREDICTOR/search-LO-HI)."),
     run: Optional[str] = typer.Option(None, "--run", help="Run folder of anas train for --verify (default: the predictor's folder if it holds a checkpoint, else the latest run)."),
     verify: int = typer.Option(0, "--verify", min=0, help="Evaluate the K best front members for real (BN recalibrated)."),
+    data_dir: Optional[str] = DATA_DIR_OPTION,
     calib_batches: Optional[int] = typer.Option(None, "--calib-batches", help="BN recalibration batches for --verify (default: the run's)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     json_output: bool = typer.Option(False, "--json", help="Print the best subnet and the paths as one JSON object."),
@@ -38,7 +39,8 @@ def search_command(
     options = SearchOptions(flops=flops, predictor=predictor, params=params, latency=latency,
                             latency_predictor=latency_predictor, device=device,
                             latency_batch=latency_batch, latency_runs=latency_runs, strategy=strategy, budget=budget,
-                            seed=seed, out=out_dir, run=run, verify=verify, calib_batches=calib_batches, progress=show)
+                            seed=seed, out=out_dir, run=run, verify=verify, calib_batches=calib_batches, data_dir=data_dir,
+                            progress=show)
     report = search_subnets(options)
     if json_output:
         print_json(_json_record(report))

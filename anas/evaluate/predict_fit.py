@@ -33,6 +33,7 @@ class PredictFitOptions:
     test_fraction: float = 0.2
     out: str | None = None  # default: the run folder (with records: the records file's folder)
     config: PredictorConfig = PredictorConfig()
+    data_dir: str | None = None  # replaces the run's data folder
     target: str = "acc1"  # the records column to predict (latency_ms for a latency model)
     explain: bool = False  # write coefficients.csv, effects.csv and explain.png (explainable kinds)
     plot: bool = True
@@ -74,7 +75,7 @@ def _fit_run(run_path: str, options: PredictFitOptions) -> FitReport | None:
     if options.target not in RESULT_COLUMNS and options.test_records is None:
         raise AnasError(f"a run's records have no column {options.target!r} (they hold {', '.join(RESULT_COLUMNS)}): "
                         f"fit it from --records FILE.csv --space S")
-    run = load_trained_run(run_path, options.device)
+    run = load_trained_run(run_path, options.device, options.data_dir)
     if options.space is not None and load_space(options.space) != run.space:
         raise AnasError(f"run {run_path} is of space {run.space.name}, not {options.space}")
     if options.test_records is None and not (run.run_dir.path / RECORDS_FILE).exists():

@@ -32,7 +32,7 @@ import pandas as pd
 from anas.checks import SPREAD_SAMPLE_BYTES, check_at_least, check_memory, check_seed
 from anas.device import resolve_device
 from anas.errors import AnasError, TableError
-from anas.evaluate.trained import TrainedRun, load_trained_run
+from anas.evaluate.trained import DATA_DIR_HELP, TrainedRun, load_trained_run
 from anas.io import atomic_write_json, json_safe
 from anas.plots import new_figure, save_png
 from anas.predict.folder import has_predictor, load_predictor
@@ -68,6 +68,7 @@ class StandaloneOptions:
     seed: int = option(0, "Seed of the stand-alone trainings (weights, data order).")
     out: str | None = option(None, "Output folder.", default_text="RUN_DIR/standalone")
     device: str = option("auto", "auto | cpu | cuda[:N] (under torchrun each rank takes its own GPU).")
+    data_dir: str | None = option(None, DATA_DIR_HELP)
     plot: bool = option(True, "Draw ranking.png.")
 
 
@@ -86,7 +87,7 @@ def standalone(options: StandaloneOptions, progress: bool = False) -> Standalone
     _check_options(options)
     chosen = options.run is None
     run_path = str(latest_checkpointed_run()) if chosen else options.run
-    run = load_trained_run(run_path, resolve_device(options.device, allow_auto=True))
+    run = load_trained_run(run_path, resolve_device(options.device, allow_auto=True), options.data_dir)
     archs = _subnets(run, options)
     out = Path(options.out) if options.out else run.run_dir.path / "standalone"
     epochs = options.epochs or run.config.epochs

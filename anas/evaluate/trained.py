@@ -4,7 +4,7 @@ data. What ``anas predict-fit``, ``anas search --verify`` and ``anas export`` st
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,9 @@ from anas.space.space import SearchSpace
 from anas.train.config import TrainConfig, saved_config
 from anas.train.data import DataConfig, DataSplits, calibration_loader, evaluation_loader, load_data
 from anas.train.rundir import RunDir, checkpoint_space
+
+DATA_DIR_HELP = ("Data folder of the run's dataset, replacing the one it was trained with (e.g. the ImageNet "
+                 "folder of an imported supernet).")
 
 
 @dataclass
@@ -70,13 +73,16 @@ class TrainedRun:
         return self.supernet.get_active_subnet().to(self.device)
 
 
-def load_trained_run(path: str | Path, device: str | torch.device = "cpu") -> TrainedRun:
+def load_trained_run(path: str | Path, device: str | torch.device = "cpu", data_dir: str | None = None) -> TrainedRun:
     """Load ``RUN_DIR/checkpoints/last.pt``; a missing, corrupt or mismatched checkpoint is a
-    one-line ``CheckpointError``."""
+    one-line ``CheckpointError``. ``data_dir`` replaces the run's data folder (the same
+    data elsewhere, or the ImageNet folder of an imported supernet)."""
     run_dir = RunDir(path)
     state = run_dir.load_checkpoint()
     space = checkpoint_space(state, run_dir.checkpoint_path)
     config = saved_config(state["config"], str(run_dir.checkpoint_path))
+    if data_dir is not None:
+        config = replace(config, data_dir=str(data_dir))
     num_classes = int(state.get("num_classes") or space.num_classes)
     supernet = Supernet(space, num_classes, private_bn=config.private_bn)
     try:

@@ -71,6 +71,7 @@ class ExportConfig:
     calib_batches: int | None = None  # training batches for that (None: the run's calib_batches)
     opset: int | None = None  # ONNX only (None: onnx.DEFAULT_OPSET)
     device: str = "cpu"  # where the run is loaded and BN recalibrated; exports are always CPU
+    data_dir: str | None = None  # replaces the run's data folder (calibration and verification images)
     verify: bool = True  # load the file back and compare it with PyTorch
     verify_images: int = 32  # validation images of the comparison (differs from EXPORT_BATCH)
     tolerance: float = 1e-4  # largest allowed absolute difference of the logits (not for int8)
@@ -342,7 +343,7 @@ def export_subnet(run_path: str | Path | None, arch_spec: str | None, fmt: str, 
         best = latest_search_result(run_path)
         arch_spec = str(best) if best is not None else "max"
         chosen.append("arch")
-    run = load_trained_run(run_path, config.device)
+    run = load_trained_run(run_path, config.device, config.data_dir)
     arch = parse_arch(run.space, arch_spec)
     path = Path(out) if out is not None else default_output(run_path, arch_spec, fmt, config.quantize)
     check_output(path)

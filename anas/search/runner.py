@@ -78,6 +78,7 @@ class SearchOptions:
     run: str | None = None  # run folder for --verify (None: the predictor's folder, else the latest run)
     verify: int = 0  # evaluate the K best front members for real
     calib_batches: int | None = None
+    data_dir: str | None = None  # replaces the --verify run's data folder
     progress: bool = False
 
 
@@ -157,7 +158,7 @@ def _verification_run(options: SearchOptions, predictor_folder: Path, predictor:
     it holds a checkpoint (predict-fit writes there), else the run a zero-cost predictor
     was read from, else the latest run under ./runs."""
     if options.run is not None:
-        return load_trained_run(options.run, device)
+        return load_trained_run(options.run, device, options.data_dir)
     if not options.verify:
         return None
     source = predictor.meta.get("run")
@@ -168,4 +169,4 @@ def _verification_run(options: SearchOptions, predictor_folder: Path, predictor:
     else:
         path = latest_checkpointed_run()
     chosen["run"] = str(path)
-    return load_trained_run(path, device)
+    return load_trained_run(path, device, options.data_dir)

@@ -68,6 +68,8 @@ class TrainConfig:
     drop_connect_stages: int = option(2, "Drop-connect in this many last stages.")
     grad_clip: float = option(1.0, "Clip gradients by value (0: off).")
     num_subnets: int = option(4, "Subnets per step: largest, sampled ones, smallest.")
+    init: str | None = option(None, "Start from the weights of this run folder (e.g. one of anas import); "
+                                    "the classifier is re-initialized when the class count differs.")
     private_bn: bool = option(False, "A projection-BN scale and shift per kernel and expand choice (BN-NAS).")
     train_only: str = option("all", f"Parameters that train: {' | '.join(TRAIN_ONLY)} (bn: the BN-NAS indicator's).")
     regularizer: list[str] = option(help="Loss terms of the step (repeatable).", default_factory=lambda: ["kd"],

@@ -39,7 +39,14 @@ from anas.train.distributed import (
 from anas.train.estimators import EstimatorContext, build_estimator
 from anas.train.recipe import autocast_factory, freeze_all_but, parameter_groups, warmup_cosine
 from anas.train.regularizers import RegularizerContext, build_regularizers
-from anas.train.rundir import CHECKPOINT_FORMAT, RunDir, capture_rng_state, checkpoint_space, restore_rng_state
+from anas.train.rundir import (
+    CHECKPOINT_FORMAT,
+    RunDir,
+    capture_rng_state,
+    checkpoint_space,
+    initialize_from_run,
+    restore_rng_state,
+)
 from anas.train.samplers import SamplerContext, build_sampler
 from anas.train.step import SandwichParts, StepLosses, StepParts, sandwich_step
 
@@ -106,7 +113,9 @@ class Trainer:
         if self.num_classes < self.data.num_classes:
             raise AnasError(f"--num-classes {self.num_classes} is below the {self.data.num_classes} classes of the data")
         torch.manual_seed(config.seed)
-        self.model = self.build_model().to(self.device)
+        self.model = self.build_model()
+        self.init_note = self._initialize_weights() if config.init and resume_state is None else ""
+        self.model = self.model.to(self.device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.trainable = freeze_all_but(self.model, config.train_only)  # how many values train
@@ -161,6 +170,12 @@ class Trainer:
         return dict(model=self.model, optimizer=optimizer, scheduler=scheduler,
                     scaler=torch.amp.GradScaler("cuda", enabled=config.amp == "fp16"), autocast=self.autocast,
                     dist=self.dist, label_smoothing=config.label_smoothing, grad_clip=config.grad_clip)
+
+    def _initialize_weights(self) -> str:
+        """Start from the weights of ``--init``; returns what train.log says of it."""
+        kept = initialize_from_run(self.model, self.config.init, self.space)
+        fresh = ", classifier re-initialized for the new class count" if kept else ""
+        return f", weights from {self.config.init}{fresh}"
 
     def _trainable_text(self) -> str:
         total = sum(p.numel() for p in self.model.parameters())
@@ -248,7 +263,7 @@ class Trainer:
             self.run_dir.log(f"{'resumed at epoch ' + str(self.epoch) if self.global_step else 'started'}: "
                              f"{self.describe()}, data {config.data}, "
                              f"{self.dist.world_size} process(es) on {self.device.type}, "
-                             f"{self._trainable_text()}, "
+                             f"{self._trainable_text()}{self.init_note}, "
                              f"{self.steps_per_epoch} steps per epoch"
                              f"{''.join(', ' + note for note in self.process_notes)}")
         total_images = 0

@@ -201,3 +201,27 @@ def latest_checkpointed_run(root: str | Path = RUNS_ROOT) -> Path:
         return path if path.is_file() else None
 
     return latest_run(checkpoint, "a supernet checkpoint", "anas train", root)
+
+
+def initialize_from_run(model: torch.nn.Module, path: str | Path, space: SearchSpace) -> list[str]:
+    """Copy the weights of the run folder ``path`` into ``model`` (a supernet of ``space``):
+    every tensor by name and shape, except the classifier's when the class counts differ
+    (those keep their fresh initialization). Returns the names left as they were."""
+    run_dir = RunDir(path)
+    state = run_dir.load_checkpoint()
+    saved_space = checkpoint_space(state, run_dir.checkpoint_path)
+    if saved_space != space:
+        raise CheckpointError(f"--init {path} holds a supernet of space {saved_space.name}, not {space.name}")
+    saved, kept = state["model"], []
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name not in saved:
+                raise CheckpointError(f"--init {path} has no tensor {name} (trained with other options?)")
+            if saved[name].shape != tensor.shape:
+                if name.startswith("head.classifier."):
+                    kept.append(name)
+                    continue
+                raise CheckpointError(f"--init {path}: {name} has shape {tuple(saved[name].shape)}, this run "
+                                      f"needs {tuple(tensor.shape)}")
+            tensor.copy_(saved[name])
+    return kept

@@ -92,7 +92,7 @@ def train_standalone(config: TrainConfig, space: SearchSpace, arch: Arch, folder
     epochs and seed wanted), continuing from the folder's checkpoint when it has one."""
     run_dir = RunDir(folder)
     # a network trained on its own trains every weight; private BNs are a supernet's
-    config = replace(config, run_dir=str(run_dir.path), train_only="all", private_bn=False)
+    config = replace(config, run_dir=str(run_dir.path), train_only="all", private_bn=False, init=None)
     state = None
     if run_dir.has_checkpoint():
         state = run_dir.load_checkpoint(checkpoint_format=STANDALONE_FORMAT)
