@@ -16,6 +16,7 @@ from anas.errors import AnasError
 from anas.latency.measure import LatencyConfig
 from anas.latency.profile import ArchProfile, cost_table, profile_arch, summarize_space
 from anas.space.arch import parse_arch
+from anas.space.distribution import read_distribution
 from anas.space.schema import load_space
 from anas.space.table import write_table
 
@@ -31,6 +32,7 @@ def profile(
     runs: int = typer.Option(50, "--runs", min=1, help="Timed runs for --latency (the median is reported)."),
     warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed warm-up runs for --latency."),
     sample: Optional[int] = typer.Option(None, "--sample", min=1, help="Write a cost table of this many random subnets (needs --out)."),
+    distribution: Optional[Path] = typer.Option(None, "--distribution", help="With --sample: draw the subnets from this learned distribution.json (anas search --strategy fpnas)."),
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="CSV file for --sample."),
     seed: int = typer.Option(0, "--seed", help="Seed of random subnets (--sample, --arch random)."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
@@ -44,9 +46,12 @@ def profile(
         if out_path is None:
             raise AnasError("--sample needs --out FILE.csv")
         latency_config = LatencyConfig(device, batch_size, warmup, runs) if latency else None
-        _write_cost_table(search_space, sample, out_path, seed, num_classes, latency_config, json_output)
+        learned = read_distribution(search_space, distribution) if distribution is not None else None
+        _write_cost_table(search_space, sample, out_path, seed, num_classes, latency_config, json_output, learned)
     elif out_path is not None:
         raise AnasError("--out goes with --sample")
+    elif distribution is not None:
+        raise AnasError("--distribution goes with --sample N --out FILE.csv")
     elif arch is None:
         _show_summary(search_space, num_classes, json_output)
     else:
@@ -97,9 +102,9 @@ def _show_summary(space, num_classes: int | None, json_output: bool) -> None:
 
 
 def _write_cost_table(space, n: int, path: Path, seed: int, num_classes: int | None, latency: LatencyConfig | None,
-                      json_output: bool) -> None:
+                      json_output: bool, distribution=None) -> None:
     start = time.perf_counter()
-    frame = cost_table(space, n, seed, num_classes, latency, progress=not json_output)
+    frame = cost_table(space, n, seed, num_classes, latency, progress=not json_output, distribution=distribution)
     write_table(frame, path)
     seconds = time.perf_counter() - start
     mflops = frame["mflops"]

@@ -15,6 +15,7 @@ from anas.latency.measure import LatencyConfig, subnet_latency
 from anas.progress import progress_bars
 from anas.space.arch import Arch, ArchBatch, largest_arch, sample_archs, smallest_arch
 from anas.space.cost import arch_costs, batch_costs
+from anas.space.distribution import SubnetDistribution
 from anas.space.space import SearchSpace
 from anas.space.table import archs_to_frame, setting_columns
 
@@ -59,12 +60,16 @@ def summarize_space(space: SearchSpace, num_classes: int | None = None) -> dict[
 
 
 def cost_table(space: SearchSpace, n: int, seed: int = 0, num_classes: int | None = None,
-               latency: LatencyConfig | None = None, progress: bool = False) -> pd.DataFrame:
-    """The table of ``n`` uniformly sampled subnets with their MFLOPs and params; with
-    ``latency``, also each static network's measured latency (``latency_ms``, the
-    training data of a latency model: ``anas predict-fit --target latency_ms``)."""
+               latency: LatencyConfig | None = None, progress: bool = False,
+               distribution: SubnetDistribution | None = None) -> pd.DataFrame:
+    """The table of ``n`` sampled subnets (uniformly, or from a learned ``distribution``)
+    with their MFLOPs and params; with ``latency``, also each static network's measured
+    latency (``latency_ms``, the training data of a latency model: ``anas predict-fit
+    --target latency_ms``)."""
     check_memory(n * (len(setting_columns(space)) + 3) * TABLE_CELL_BYTES, "--sample", n)
-    batch: ArchBatch = sample_archs(space, n, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    batch: ArchBatch = (sample_archs(space, n, rng) if distribution is None
+                        else ArchBatch.from_choice_index(space, distribution.sample(n, rng)))
     frame = archs_to_frame(space, batch, batch_costs(space, batch, num_classes))
     if latency is not None:
         times = []

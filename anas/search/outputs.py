@@ -43,6 +43,7 @@ class SearchResult:
     calls: int
     seconds: float
     score_label: str = "predicted top-1 (%)"  # what the predictor's scores are (pred_acc1)
+    distribution: dict | None = None  # what a strategy that learns one (fpnas) learned, as JSON
 
     def arch(self, index: int) -> Arch:
         return self.genome.decode(self.archive.genes[index:index + 1])[0]
@@ -115,10 +116,14 @@ def verify_front(result: SearchResult, run: TrainedRun, k: int, calib_batches: i
 
 def write_outputs(result: SearchResult, band: Band, folder: str | Path, measured: dict[int, float],
                   best: int) -> dict[str, str]:
-    """``pareto.csv``, ``pareto.png`` and ``best.json`` in ``folder``; returns their paths."""
+    """``pareto.csv``, ``pareto.png`` and ``best.json`` in ``folder`` (and
+    ``distribution.json`` when the strategy learned one); returns their paths."""
     folder = Path(folder)
-    return {
+    paths = {
         "pareto_csv": str(write_table(front_frame(result, measured), folder / "pareto.csv")),
         "pareto_png": str(plot_search(result, band, folder / "pareto.png", best)),
         "best_json": str(atomic_write_json(folder / "best.json", best_record(result, best, measured))),
     }
+    if result.distribution is not None:
+        paths["distribution_json"] = str(atomic_write_json(folder / "distribution.json", result.distribution))
+    return paths

@@ -27,6 +27,7 @@ from anas.search.outputs import SearchResult, choose_best, pareto_mask, verify_f
 from anas.search.problem import SearchProblem, parse_band
 from anas.search.strategies import STRATEGIES
 from anas.space.arch import Arch
+from anas.space.distribution import SubnetDistribution
 from anas.train.rundir import RunDir, latest_checkpointed_run, latest_run
 
 MIN_BUDGET = 8
@@ -44,7 +45,7 @@ def search(problem: SearchProblem, strategy: str = "nsga2", budget: int = 5632, 
     run_strategy = STRATEGIES.get(strategy)
     check_budget(budget)
     start = time.perf_counter()
-    run_strategy(problem, budget, seed)
+    learned = run_strategy(problem, budget, seed)
     seconds = time.perf_counter() - start
     archive = problem.archive()
     feasible = np.flatnonzero(archive.feasible) if len(archive.genes) else np.empty(0, dtype=np.int64)
@@ -58,7 +59,8 @@ def search(problem: SearchProblem, strategy: str = "nsga2", budget: int = 5632, 
     front = feasible[pareto_mask(np.stack(objectives, axis=1))]
     front = front[np.argsort(-archive.pred_acc1[front], kind="stable")]
     return SearchResult(problem.space, STRATEGIES.name_of(run_strategy), problem.genome, archive, front,
-                        int(front[0]), problem.calls, seconds, problem.predictor.score_label)
+                        int(front[0]), problem.calls, seconds, problem.predictor.score_label,
+                        learned.to_dict() if isinstance(learned, SubnetDistribution) else None)
 
 
 @dataclass(frozen=True)
