@@ -13,10 +13,21 @@
    default budget: best predicted top-1 and seconds.
 
 Writes benchmarks/results/fpnas.json.
+
+    python benchmarks/fpnas.py --training WORK
+
+3. The training sampler against the AttentiveNAS pipeline, on runs of
+   ``benchmarks/methods.py --work WORK`` (the main job, 12 epochs, seeds 0-2): the
+   ``best.json`` of each ``fpnas`` run (1.0 MFLOPs target) evaluated with its supernet,
+   next to the best subnet under 1.0 MFLOPs that ``anas search`` finds on the ``bestup-k3``
+   run of the same seed (a LightGBM predictor fitted on its 64 records, NSGA-II, the 3
+   best predicted verified, the best measured kept). Writes
+   benchmarks/results/fpnas-training.json.
 """
 
 from __future__ import annotations
 
+import json
 import platform
 import statistics
 import sys
@@ -52,7 +63,41 @@ def learn(space, adaptive: bool, seed: int, lam: float = 4.0, steps: int = 1500,
             "entropy": dist.entropy()}
 
 
+def training_comparison(work: Path) -> None:
+    from anas.evaluate.trained import load_trained_run
+    from anas.predict.fit import fit_and_report
+    from anas.predict.records import read_records
+    from anas.search.runner import SearchOptions, search_subnets
+    from anas.space.arch import arch_from_dict
+
+    rows = []
+    for seed in SEEDS:
+        run = load_trained_run(work / f"fpnas-seed{seed}")
+        best = json.loads((run.run_dir.path / "best.json").read_text())
+        fpnas = run.evaluate(arch_from_dict(run.space, best))
+        bestup = work / f"bestup-k3-seed{seed}"
+        records = read_records(bestup / "records.csv", run.space, run.num_classes)
+        fit_and_report(run.space, records, bestup / "predictor-lgbm", num_classes=run.num_classes, plot=False)
+        low = min(r for r in records["mflops"])
+        report = search_subnets(SearchOptions(flops=f"{low:.4f}-1.0", predictor=str(bestup / "predictor-lgbm"),
+                                              run=str(bestup), verify=3, seed=seed,
+                                              out=str(bestup / "search-under-1")))
+        measured = max(report.measured.values())
+        rows.append({"seed": seed, "fpnas_best_mflops": best["mflops"], "fpnas_best_probability": best["probability"],
+                     "fpnas_best_acc1": fpnas.acc1, "bestup_search_mflops": float(report.result.archive.mflops[report.best]),
+                     "bestup_search_acc1": measured})
+        print(f"seed {seed}: fpnas best.json {best['mflops']:.3f} MFLOPs, top-1 {fpnas.acc1:.2f} | bestup-k3 + search "
+              f"{rows[-1]['bestup_search_mflops']:.3f} MFLOPs, top-1 {measured:.2f}")
+    out = RESULTS / "fpnas-training.json"
+    atomic_write_json(out, {"rows": rows, "mean_fpnas_acc1": statistics.fmean(r["fpnas_best_acc1"] for r in rows),
+                            "mean_bestup_search_acc1": statistics.fmean(r["bestup_search_acc1"] for r in rows)})
+    print(f"written to {out}")
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--training":
+        training_comparison(Path(sys.argv[2]))
+        return
     tiny = load_space("tiny")
     adaptive_rows = []
     for seed in SEEDS:

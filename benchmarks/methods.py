@@ -63,6 +63,8 @@ METHODS: dict[str, dict] = {
     "bn-only-1ep+bn-indicator": {"train": {"sampler": "uniform", "private_bn": True, "train_only": "bn",
                                            "epochs": 1, "warmup_epochs": 0.0}, "rank_by": "bn"},
     "full-train+bn-indicator": {"train": {"sampler": "uniform", "private_bn": True}, "rank_by": "bn"},
+    # FP-NAS: middle subnets from a distribution learned on 10 % held-out training images, 1.0 MFLOPs target
+    "fpnas": {"train": {"sampler": "fpnas", "holdout": 0.1, "flops_target": 1.0}},
 }
 """Each method: its options of ``anas train`` (on top of the README's main job; an
 ``epochs`` here is the method's own) and how it ranks subnets: ``rank_by`` names a

@@ -45,6 +45,22 @@ def train_tiny_run(folder):
     return folder
 
 
+def train_until_interrupted(options: dict, after_epoch: int = 1) -> None:
+    """Start a run of ``options`` and stop it, as a crash would, at the end of epoch
+    ``after_epoch`` (after its checkpoint is written)."""
+    from anas.train.loop import start_training
+
+    class Interrupted(Exception):
+        pass
+
+    def stop(epoch, row):
+        if epoch == after_epoch:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        start_training(options, progress=False, on_epoch_end=stop)
+
+
 @pytest.fixture(scope="session")
 def tiny():
     return load_space("tiny")

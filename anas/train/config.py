@@ -23,6 +23,7 @@ from anas.train.estimators import ESTIMATORS, check_estimator_config
 from anas.train.recipe import TRAIN_ONLY
 from anas.train.regularizers import REGULARIZERS, check_regularizers
 from anas.train.samplers import SAMPLERS
+from anas.train.samplers.fpnas import check_fpnas_options
 
 AMP_MODES = ("none", "bf16", "fp16")
 
@@ -78,6 +79,12 @@ class TrainConfig:
     sampler: str = option("bestup-k3", "Which subnets a step trains.", choices=SAMPLERS)
     estimator: str = option("loss", "Scores attentive candidates.", choices=ESTIMATORS)
     predictor: str | None = option(None, "Predictor folder of anas predict-fit (with --estimator predictor).")
+    flops_target: float | None = option(None, "FP-NAS: MFLOPs above which subnets pay the hinge cost.")
+    fpnas_beta: float | None = option(None, "FP-NAS: weight of the hinge cost, per image.", default_text="1")
+    fpnas_lambda: float | None = option(None, "FP-NAS: candidates per nat of the distribution's entropy.",
+                                        default_text="1")
+    fpnas_switch_epoch: int | None = option(None, "FP-NAS: epoch of the switch from the factorized to the joint "
+                                            "distribution.", default_text="half the epochs")
     flops_step: float | None = option(None, "MFLOPs bin width of the FLOPs prior.", default_text="range / 70")
     prior_samples: int = option(100_000, "Subnets sampled to build the FLOPs prior.")
     # evaluation
@@ -96,6 +103,7 @@ class TrainConfig:
         SAMPLERS.resolve(self.sampler)
         ESTIMATORS.resolve(self.estimator)
         check_estimator_config(self.estimator, self)
+        check_fpnas_options(self)
         check_regularizers(self.regularizer)
         if self.data not in DATASETS:
             raise AnasError(f"unknown dataset {self.data!r}: use one of {', '.join(DATASETS)}")

@@ -147,7 +147,8 @@ class Trainer:
         estimator_context = EstimatorContext(space, config, model, lambda t: all_reduce_mean(t, self.dist),
                                              self.autocast)
         sampler = build_sampler(config.sampler, SamplerContext(
-            space, config, self.num_classes, lambda: build_estimator(config.estimator, estimator_context)))
+            space, config, self.num_classes, lambda: build_estimator(config.estimator, estimator_context),
+            self.steps_per_epoch, self._heldout_batch if self.data.holdout is not None else None))
         return SandwichParts(
             **self._optimization(), sampler=sampler,
             regularizers=build_regularizers(config.regularizer, RegularizerContext(space, config, model)),
@@ -198,6 +199,15 @@ class Trainer:
     def evaluate_now(self) -> dict[str, EvalResult]:
         """What an evaluation measures: the smallest and the largest subnet."""
         return {"smallest": self.evaluate(self.parts.smallest), "largest": self.evaluate(self.parts.largest)}
+
+    def _heldout_batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``index``-th batch of the held-out training images, cycling through them in
+        order (the same on every rank; a resumed run asks for the same ones)."""
+        data = self.data.holdout
+        size = min(self.config.batch_size, len(data))
+        start = index * size % len(data)
+        images, labels = zip(*(data[(start + j) % len(data)] for j in range(size)))
+        return torch.stack(images).to(self.device), torch.as_tensor(labels).to(self.device)
 
     def _train_loader(self, epoch: int):
         return make_loader(self.data.train, self.config.batch_size, shuffle=True, seed=self.config.seed,
@@ -337,6 +347,9 @@ class Trainer:
         if self.dist.is_main:
             if evaluate_now:
                 row.update({f"acc1_{name}": result.acc1 for name, result in self.last_eval[1].items()})
+            epoch_end = getattr(getattr(self.parts, "sampler", None), "epoch_end", None)
+            if epoch_end is not None:  # e.g. fpnas: its distribution and its numbers
+                row.update(epoch_end(self.run_dir))
             self.metrics.append(row)
             self.run_dir.write_metrics(self.metrics)
             self.run_dir.log(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"

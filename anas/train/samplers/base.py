@@ -35,6 +35,8 @@ class SamplerContext:
     config: TrainConfig
     num_classes: int
     make_estimator: Callable[[], Estimator]
+    steps_per_epoch: int = 0
+    heldout_batch: Callable[[int], tuple[torch.Tensor, torch.Tensor]] | None = None  # i-th batch of --holdout
 
     @property
     def seed(self) -> int:
@@ -42,6 +44,9 @@ class SamplerContext:
 
 
 class Sampler(Protocol):
+    """Optionally also ``epoch_end(run_dir) -> dict``: files the sampler writes into the run
+    folder at each epoch's end, and numbers for metrics.csv (called on rank 0)."""
+
     def sample(self, images: torch.Tensor, labels: torch.Tensor) -> Arch:
         """One subnet for this step (``images`` and ``labels`` are the step's batch)."""
 
