@@ -58,6 +58,8 @@ def test_bad_fpnas_options_are_one_line(run_cli, tmp_path):
     assert_one_line_error(run_cli(*base, "--fpnas-beta", "2"), "--fpnas-beta goes with --sampler fpnas")
     assert_one_line_error(run_cli(*base, "--flops-target", "1"), "--flops-target goes with --sampler fpnas")
     assert_one_line_error(run_cli(*base, "--sampler", "fpnas"), "add --holdout")
+    assert_one_line_error(run_cli(*base, "--sampler", "fpnas", "--holdout", "0.1", "--num-subnets", "2"),
+                          "--num-subnets must be at least 3")
     assert_one_line_error(run_cli(*base, "--sampler", "fpnas", "--holdout", "0.1", "--flops-target", "50"),
                           "--flops-target 50 is outside", "0.22 to 2.92")
     assert not (tmp_path / "x").exists()

@@ -53,6 +53,8 @@ def check_fpnas_options(config) -> None:
         raise AnasError(f"--{given[0].replace('_', '-')} goes with --sampler fpnas")
     if not uses:
         return
+    if config.num_subnets < 3:
+        raise AnasError("--sampler fpnas draws the middle subnets: --num-subnets must be at least 3")
     if config.holdout <= 0:
         raise AnasError("--sampler fpnas updates its distribution on held-out training images: add --holdout F "
                         "(e.g. 0.1)")
