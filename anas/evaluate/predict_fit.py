@@ -9,7 +9,7 @@ from pathlib import Path
 from anas.checks import check_fraction
 from anas.errors import AnasError
 from anas.evaluate.records import RECORDS_FILE, check_record_request, collect_records
-from anas.evaluate.trained import load_trained_run
+from anas.evaluate.trained import TrainedRun, load_trained_run
 from anas.predict.fit import FitReport, fit_and_report, zero_cost_report
 from anas.predict.kinds import PREDICTOR_KINDS, PredictorConfig
 from anas.predict.metrics import split_indices
@@ -75,9 +75,7 @@ def _fit_run(run_path: str, options: PredictFitOptions) -> FitReport | None:
     if options.target not in RESULT_COLUMNS and options.test_records is None:
         raise AnasError(f"a run's records have no column {options.target!r} (they hold {', '.join(RESULT_COLUMNS)}): "
                         f"fit it from --records FILE.csv --space S")
-    run = load_trained_run(run_path, options.device, options.data_dir)
-    if options.space is not None and load_space(options.space) != run.space:
-        raise AnasError(f"run {run_path} is of space {run.space.name}, not {options.space}")
+    run = _load_run(run_path, options)
     if options.test_records is None and not (run.run_dir.path / RECORDS_FILE).exists():
         split_indices(options.samples, options.test_fraction, options.config.seed)  # too few: refuse before evaluating
     _, table, evaluated_now = collect_records(run, options.samples, options.calib_batches, options.split,
@@ -94,14 +92,20 @@ def _fit_run(run_path: str, options: PredictFitOptions) -> FitReport | None:
     return report
 
 
+def _load_run(run_path: str, options: PredictFitOptions) -> TrainedRun:
+    """The run to evaluate or read, which must be of ``--space`` when one is given."""
+    run = load_trained_run(run_path, options.device, options.data_dir)
+    if options.space is not None and load_space(options.space) != run.space:
+        raise AnasError(f"run {run_path} is of space {run.space.name}, not {options.space}")
+    return run
+
+
 def _read_zero_cost(run_path: str, options: PredictFitOptions) -> FitReport | None:
     """A zero-cost predictor read from the run's checkpoint (nothing is evaluated), measured
     on the run's records (or ``--test-records``) when there are any."""
     if environment_rank() != 0:
         return None  # one process reads the checkpoint; there is nothing to share out
-    run = load_trained_run(run_path, options.device)
-    if options.space is not None and load_space(options.space) != run.space:
-        raise AnasError(f"run {run_path} is of space {run.space.name}, not {options.space}")
+    run = _load_run(run_path, options)
     predictor = PREDICTOR_KINDS.get(options.kind).from_supernet(run.supernet, options.config, run.num_classes)
     predictor.meta.update(run=str(run.run_dir.path.resolve()), checkpoint=run.checkpoint_id)
     records_path = options.test_records or run.run_dir.path / RECORDS_FILE

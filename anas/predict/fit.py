@@ -15,6 +15,7 @@ from anas.plots import new_figure, save_png
 from anas.predict.explain import write_explanation
 from anas.predict.folder import save_predictor
 from anas.predict.kinds import PREDICTOR_KINDS, Predictor, PredictorConfig
+from anas.predict.kinds.base import ACCURACY_LABEL
 from anas.predict.metrics import rank_metrics, split_indices
 from anas.predict.records import merge_duplicates
 from anas.space.cost import batch_costs
@@ -75,9 +76,9 @@ def fit_and_report(space: SearchSpace, records: pd.DataFrame, out: str | Path, *
     predictor.meta.update(n_records=n_records, n_test=len(test_acc), target=target)
     report.paths = save_predictor(predictor, out, metrics)  # written as strict JSON (NaN as null)
     if plot:
-        label = Predictor.score_label if target == "acc1" else f"predicted {target}"
         report.paths["plot"] = str(scatter_plot(test_acc, predicted, Path(out) / "predictor.png", space.name, metrics,
-                                                label, measured_label=None if target == "acc1" else f"measured {target}"))
+                                                predictor.score_label,
+                                                measured_label=None if target == "acc1" else f"measured {target}"))
     if explain:
         report.paths.update(write_explanation(predictor, out))
     return report
@@ -115,13 +116,13 @@ def correlations(measured: np.ndarray, score: np.ndarray, suffix: str = "") -> d
 
 
 def scatter_plot(measured: np.ndarray, predicted: np.ndarray, path: Path, space_name: str,
-                 metrics: dict[str, float], score_label: str = Predictor.score_label,
+                 metrics: dict[str, float], score_label: str = ACCURACY_LABEL,
                  measured_label: str | None = None) -> Path:
     """Predicted vs measured values on the held-out records (with the diagonal when the
     predictions are of the measured quantity)."""
     figure, ax = new_figure(5, 5)
     ax.scatter(measured, predicted, s=12, alpha=0.7)
-    accuracies = score_label == Predictor.score_label or measured_label is not None
+    accuracies = score_label == ACCURACY_LABEL or measured_label is not None
     if accuracies:
         low, high = float(min(measured.min(), predicted.min())), float(max(measured.max(), predicted.max()))
         ax.plot([low, high], [low, high], color="grey", linewidth=1, linestyle="--")

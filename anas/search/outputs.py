@@ -13,6 +13,7 @@ import pandas as pd
 from anas.evaluate.trained import TrainedRun
 from anas.io import atomic_write_json
 from anas.plots import new_figure, save_png
+from anas.predict.kinds.base import ACCURACY_LABEL
 from anas.progress import progress_bars
 from anas.search.problem import Band, Evaluated, Genome
 from anas.space.arch import Arch
@@ -42,7 +43,7 @@ class SearchResult:
     best: int  # index into the archive
     calls: int
     seconds: float
-    score_label: str = "predicted top-1 (%)"  # what the predictor's scores are (pred_acc1)
+    score_label: str = ACCURACY_LABEL  # what the predictor's scores are (pred_acc1)
     distribution: dict | None = None  # what a strategy that learns one (fpnas) learned, as JSON
 
     def arch(self, index: int) -> Arch:

@@ -51,6 +51,7 @@ from anas.nn.supernet import Supernet
 from anas.space.schema import load_space, space_to_dict
 from anas.space.space import SearchSpace
 from anas.train.config import build_config
+from anas.train.data import IMAGENET_MEAN, IMAGENET_STD
 from anas.train.rundir import RunDir
 
 SOURCES = {
@@ -281,8 +282,6 @@ def _sha256(path: Path) -> str:
 
 def _write_run(run_dir: RunDir, supernet: Supernet, space: SearchSpace, config, report: ImportReport) -> None:
     """The run folder: checkpoint first (atomic), then config.yaml and train.log."""
-    from anas.train.data import IMAGENET_MEAN, IMAGENET_STD
-
     state = {"space": space_to_dict(space), "config": config.to_dict(), "model": supernet.state_dict(),
              "epoch": 0, "step_in_epoch": 0, "global_step": 0, "num_classes": supernet.num_classes,
              "imported": report.to_dict(),

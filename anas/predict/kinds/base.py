@@ -24,6 +24,7 @@ from anas.registry import Registry
 from anas.space.arch import Arch, ArchBatch
 from anas.space.space import SearchSpace
 
+ACCURACY_LABEL = "predicted top-1 (%)"  # what a predictor of acc1 gives
 MAX_ROUNDS = 1_000_000
 MAX_LEAVES = 131_072  # LightGBM's own limit
 
@@ -78,13 +79,19 @@ class Predictor:
     ``predict-fit --target`` named another)."""
 
     zero_cost: bool = False
-    score_label: str = "predicted top-1 (%)"
     explainable: bool = False  # anas.predict.explain can read it (predict-fit --explain)
 
     def __init__(self, space: SearchSpace, num_classes: int, meta: dict[str, Any] | None = None):
         self.space = space
         self.num_classes = num_classes
         self.meta = dict(meta or {})
+
+    @property
+    def score_label(self) -> str:
+        """``predicted top-1 (%)``, or ``predicted COLUMN`` for a model of another target (a
+        zero-cost kind whose scores are no accuracy says so by a class attribute)."""
+        target = self.meta.get("target", "acc1")
+        return ACCURACY_LABEL if target == "acc1" else f"predicted {target}"
 
     @classmethod
     def fit(cls, space: SearchSpace, batch: ArchBatch, acc1: np.ndarray, config: PredictorConfig,
@@ -110,6 +117,22 @@ class Predictor:
 
     def predict_archs(self, archs: list[Arch]) -> np.ndarray:
         return self.predict(ArchBatch.from_archs(archs))
+
+    @staticmethod
+    def saved_array(saved: dict[str, Any], key: str, shape: tuple[int, ...], space: SearchSpace, where: Path,
+                    what: str) -> np.ndarray:
+        """``saved[key]`` (from the folder's ``predictor.json``, ``where``) as a float array
+        of the ``shape`` that ``space`` needs, with finite values; anything else is a
+        one-line ``PredictorError`` naming ``what``."""
+        try:
+            values = np.asarray(saved[key], dtype=np.float64)
+        except (KeyError, TypeError, ValueError):
+            raise PredictorError(f"{where}: {what} must be a {len(shape)}-d array of numbers") from None
+        if values.shape != shape:
+            raise PredictorError(f"{where}: {what} have shape {values.shape}, space {space.name} needs {shape}")
+        if not np.all(np.isfinite(values)):
+            raise PredictorError(f"{where}: {what} must be finite numbers")
+        return values
 
     def check_space(self, space: SearchSpace, where: str) -> None:
         """Refuse to rank subnets of another space."""

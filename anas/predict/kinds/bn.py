@@ -70,13 +70,7 @@ class BNIndicatorPredictor(Predictor):
         reduce, private_bn = saved.get("reduce"), saved.get("private_bn")
         if reduce not in REDUCTIONS or not isinstance(private_bn, bool):
             raise PredictorError(f"{where}: bn_indicator needs reduce (sum or mean) and private_bn (true or false)")
-        try:
-            values = np.asarray(saved.get("values"), dtype=np.float64)
-        except (TypeError, ValueError):
-            raise PredictorError(f"{where}: bn_indicator values must be a 4-d array of numbers") from None
-        if values.shape != table_shape(space):
-            raise PredictorError(f"{where}: bn_indicator values have shape {values.shape}, space {space.name} "
-                                 f"needs {table_shape(space)}")
-        if not np.all(np.isfinite(values)) or np.any(values < 0):
-            raise PredictorError(f"{where}: bn_indicator values must be finite and >= 0 (means of |gamma|)")
+        values = cls.saved_array(saved, "values", table_shape(space), space, where, "bn_indicator values")
+        if np.any(values < 0):
+            raise PredictorError(f"{where}: bn_indicator values must be >= 0 (means of |gamma|)")
         return cls(IndicatorTable(values, private_bn), reduce, space, num_classes, meta)

@@ -95,11 +95,6 @@ class LinearPredictor(Predictor):
         self.coefficients, self.intercept = coefficients, intercept
         self.covariance, self.feature_means = covariance, feature_means
 
-    @property
-    def score_label(self) -> str:
-        target = self.meta.get("target", "acc1")
-        return Predictor.score_label if target == "acc1" else f"predicted {target}"
-
     @classmethod
     def fit(cls, space: SearchSpace, batch: ArchBatch, acc1: np.ndarray, config: PredictorConfig = PredictorConfig(),
             num_classes: int | None = None) -> LinearPredictor:
@@ -139,16 +134,8 @@ class LinearPredictor(Predictor):
         if saved.get("features") != names:
             raise PredictorError(f"{where}: its linear features do not match space {space.name}")
         p = len(names)
-        try:
-            coefficients = np.asarray(saved["coefficients"], dtype=np.float64)
-            covariance = np.asarray(saved["covariance"], dtype=np.float64)
-            means = np.asarray(saved["feature_means"], dtype=np.float64)
-            intercept = float(saved["intercept"])
-        except (KeyError, TypeError, ValueError):
-            raise PredictorError(f"{where}: the linear model needs numeric coefficients, covariance, feature_means "
-                                 f"and intercept") from None
-        if coefficients.shape != (p,) or covariance.shape != (p, p) or means.shape != (p,):
-            raise PredictorError(f"{where}: the linear model's arrays do not have {p} features")
-        if not all(np.all(np.isfinite(v)) for v in (coefficients, covariance, means, intercept)):
-            raise PredictorError(f"{where}: the linear model holds non-finite numbers")
-        return cls(space, num_classes, coefficients, intercept, covariance, means, meta)
+        coefficients = cls.saved_array(saved, "coefficients", (p,), space, where, "linear coefficients of the features")
+        covariance = cls.saved_array(saved, "covariance", (p, p), space, where, "linear covariance of the features")
+        means = cls.saved_array(saved, "feature_means", (p,), space, where, "means of the linear features")
+        intercept = cls.saved_array(saved, "intercept", (), space, where, "the linear intercept")
+        return cls(space, num_classes, coefficients, float(intercept), covariance, means, meta)

@@ -26,7 +26,7 @@ import torch
 
 from anas.errors import AnasError
 from anas.io import atomic_write_json
-from anas.space.arch import ArchBatch, largest_arch, smallest_arch
+from anas.space.arch import ArchBatch, arch_from_dict, largest_arch, smallest_arch
 from anas.space.cost import arch_costs, batch_costs
 from anas.space.distribution import SubnetDistribution, adaptive_k
 from anas.space.schema import load_space
@@ -133,8 +133,6 @@ class FPNASSampler:
                 "queue": [arch.to_dict() for arch in self.queue]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        from anas.space.arch import arch_from_dict
-
         self.rng.bit_generator.state = state["rng"]
         self.dist = SubnetDistribution.factorized(self.space)
         if state["form"] == "joint":
