@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 
 from anas.cli import main
+from anas.predict.kinds import PredictorConfig
+from anas.predict.kinds.linear import LinearPredictor
+from anas.predict.synthetic import synthetic_acc1
+from anas.space.arch import ArchBatch, sample_archs
+from anas.space.cost import batch_costs, index_costs
+from anas.space.sampling import spread_sample
 from anas.space.schema import load_space
 
 
@@ -71,6 +79,16 @@ def attentive():
     return load_space("attentive-nas")
 
 
+@pytest.fixture(scope="session")
+def tiny_table(tmp_path_factory):
+    """A latency table of ``tiny`` on this CPU, timed quickly (two runs per layer)."""
+    from anas.latency.table import TableConfig, build_latency_table
+
+    path = tmp_path_factory.mktemp("latency") / "tiny.json"
+    build_latency_table(load_space("tiny"), TableConfig(runs=2, warmup=0, subnets=5), path)
+    return path
+
+
 def assert_one_line_error(result: CliResult, *fragments: str) -> None:
     """Exit code 2, exactly one line on stderr that names the problem, no traceback."""
     assert result.code == 2, (result.code, result.stdout, result.stderr)
@@ -80,3 +98,37 @@ def assert_one_line_error(result: CliResult, *fragments: str) -> None:
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+# Predictors the search-strategy tests share (tests/test_anneal.py, tests/test_two_stage.py).
+
+
+def tiny_target(space, batch: ArchBatch, rng: np.random.Generator) -> np.ndarray:
+    """A saturating curve in MFLOPs plus interactions a linear model cannot express."""
+    mflops = batch_costs(space, batch).mflops
+    acc = 97.0 - 12.0 * np.exp(-mflops / 0.7)
+    acc += 0.8 * ((batch.depth[:, 2] == 3) & (batch.kernel_size[:, 2] == 5))
+    acc -= 0.5 * ((batch.width[:, -1] == 128) & (batch.resolution == 24))
+    return acc + rng.normal(0.0, 0.2, len(acc))
+
+
+@pytest.fixture(scope="session")
+def tiny_linear(tiny):
+    """The FOX-NAS linear kind fitted on 64 spread records of ``tiny``."""
+    records = ArchBatch.from_archs(spread_sample(tiny, 64, seed=0))
+    return LinearPredictor.fit(tiny, records, tiny_target(tiny, records, np.random.default_rng(0)), PredictorConfig())
+
+
+@pytest.fixture(scope="session")
+def tiny_everything(tiny, tiny_linear):
+    """Every subnet of ``tiny`` (36,864): genes, MFLOPs, params and predicted top-1."""
+    genes = np.array(list(itertools.product(*[range(len(c)) for c in tiny.column_choices()])), dtype=np.int64)
+    costs = index_costs(tiny, genes)
+    return genes, costs.mflops, costs.params_m, tiny_linear.predict(ArchBatch.from_choice_index(tiny, genes))
+
+
+@pytest.fixture(scope="session")
+def attentive_linear(attentive):
+    rng = np.random.default_rng(0)
+    pool = sample_archs(attentive, 400, rng)
+    return LinearPredictor.fit(attentive, pool, synthetic_acc1(attentive, pool, rng), PredictorConfig())

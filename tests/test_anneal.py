@@ -1,51 +1,16 @@
 """``anas search --strategy anneal``: FOX-NAS's simulated annealing, rescaled to the budget."""
 
-import itertools
 
 import numpy as np
 import pytest
 
-from anas.predict.kinds import Predictor, PredictorConfig
-from anas.predict.kinds.linear import LinearPredictor
-from anas.predict.synthetic import synthetic_acc1
+from anas.predict.kinds import Predictor
 from anas.search.problem import Band, SearchProblem
 from anas.search.runner import search
 from anas.search.strategies import STRATEGIES
 from anas.search.strategies.anneal import Schedule, tolerance_for
-from anas.space.arch import ArchBatch, sample_archs
-from anas.space.cost import batch_costs, index_costs
-from anas.space.sampling import spread_sample
-
-
-def tiny_target(space, batch: ArchBatch, rng: np.random.Generator) -> np.ndarray:
-    """A saturating curve in MFLOPs plus interactions a linear model cannot express."""
-    mflops = batch_costs(space, batch).mflops
-    acc = 97.0 - 12.0 * np.exp(-mflops / 0.7)
-    acc += 0.8 * ((batch.depth[:, 2] == 3) & (batch.kernel_size[:, 2] == 5))
-    acc -= 0.5 * ((batch.width[:, -1] == 128) & (batch.resolution == 24))
-    return acc + rng.normal(0.0, 0.2, len(acc))
-
-
-@pytest.fixture(scope="module")
-def tiny_linear(tiny):
-    """The FOX-NAS linear kind fitted on 64 spread records of ``tiny``."""
-    records = ArchBatch.from_archs(spread_sample(tiny, 64, seed=0))
-    return LinearPredictor.fit(tiny, records, tiny_target(tiny, records, np.random.default_rng(0)), PredictorConfig())
-
-
-@pytest.fixture(scope="module")
-def tiny_everything(tiny, tiny_linear):
-    """Every subnet of ``tiny`` (36,864): genes, MFLOPs, params and predicted top-1."""
-    genes = np.array(list(itertools.product(*[range(len(c)) for c in tiny.column_choices()])), dtype=np.int64)
-    costs = index_costs(tiny, genes)
-    return genes, costs.mflops, costs.params_m, tiny_linear.predict(ArchBatch.from_choice_index(tiny, genes))
-
-
-@pytest.fixture(scope="module")
-def attentive_linear(attentive):
-    rng = np.random.default_rng(0)
-    pool = sample_archs(attentive, 400, rng)
-    return LinearPredictor.fit(attentive, pool, synthetic_acc1(attentive, pool, rng), PredictorConfig())
+from anas.space.arch import ArchBatch
+from anas.space.cost import batch_costs
 
 
 def test_registered():

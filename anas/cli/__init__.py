@@ -68,6 +68,8 @@ except AnasError as exc:
 
 # The commands register themselves, in the order of the user's journey.
 from anas.cli import profile as _profile  # noqa: E402,F401,I001  (registers `anas profile`)
+from anas.cli import latency_table as _latency_table  # noqa: E402,F401  (registers `anas latency-table`)
+from anas.cli import space as _space  # noqa: E402,F401  (registers `anas space reduce`)
 from anas.cli import train as _train  # noqa: E402,F401  (registers `anas train`)
 from anas.cli import predict_fit as _predict_fit  # noqa: E402,F401  (registers `anas predict-fit`)
 from anas.cli import search as _search  # noqa: E402,F401  (registers `anas search`)

@@ -27,3 +27,15 @@ def print_json(data: Any) -> None:
 def is_main_process() -> bool:
     """False on the ranks other than 0 of a ``torchrun`` job (which report nothing)."""
     return os.environ.get("RANK", "0") == "0"
+
+
+def use_table_threads(path: str) -> None:
+    """Time on the CPU with the PyTorch threads a latency table was measured with (the
+    thread count is process-wide state, which only the command line sets)."""
+    import torch
+
+    from anas.latency.table import read_latency_table
+
+    threads = read_latency_table(path).config.threads
+    if threads is not None:
+        torch.set_num_threads(threads)

@@ -65,8 +65,9 @@ def with_config_options(config_class: type) -> Callable[[Callable[..., Any]], Ca
     names = [f.name for f in dataclasses.fields(config_class)]
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        hints = typing.get_type_hints(command)  # the command module's names, resolved where they live
         own = [p for p in inspect.signature(command).parameters.values() if p.name != "options"]
-        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints.get(p.name, p.annotation)) for p in own]
 
         def wrapper(**kwargs: Any) -> Any:
             options = {name: kwargs.pop(name) for name in names}

@@ -13,8 +13,9 @@ from anas.checks import check_seed
 from anas.cli import app
 from anas.cli.common import err, out, print_json
 from anas.errors import AnasError
-from anas.latency.measure import LatencyConfig
-from anas.latency.profile import ArchProfile, cost_table, profile_arch, summarize_space
+from anas.latency.measure import LATENCY_DEVICES_TEXT, LatencyConfig, check_latency_device
+from anas.latency.profile import ArchProfile, Latency, cost_table, profile_arch, summarize_space
+from anas.latency.table import load_latency_model
 from anas.space.arch import parse_arch
 from anas.space.distribution import read_distribution
 from anas.space.schema import load_space
@@ -27,8 +28,9 @@ def profile(
     arch: Optional[str] = typer.Option(None, "--arch", "-a", help="Subnet: JSON file, JSON string, min, max, random, or a model name (a0..a6)."),
     num_classes: Optional[int] = typer.Option(None, "--num-classes", min=1, help="Classes of the classifier (default: the space's)."),
     latency: bool = typer.Option(False, "--latency", help="Also time the static network's forward pass (with --sample: of every subnet, in a latency_ms column)."),
-    device: str = typer.Option("cpu", "--device", help="Device for --latency: cpu or cuda."),
-    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Batch size for --latency."),
+    latency_table: Optional[Path] = typer.Option(None, "--latency-table", help="Predict latency_ms from this latency table (anas latency-table) instead of timing."),
+    device: Optional[str] = typer.Option(None, "--device", help=f"Device for --latency: {LATENCY_DEVICES_TEXT} (default: cpu); with --latency-table, the table's must match."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Batch size for --latency (default: 1); with --latency-table, the table's must match."),
     runs: int = typer.Option(50, "--runs", min=1, help="Timed runs for --latency (the median is reported)."),
     warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed warm-up runs for --latency."),
     sample: Optional[int] = typer.Option(None, "--sample", min=1, help="Write a cost table of this many random subnets (needs --out)."),
@@ -40,14 +42,14 @@ def profile(
     """Cost of a subnet (--arch), a cost table of random subnets (--sample), or a summary of the space."""
     search_space = load_space(space)
     check_seed(seed)
+    latency_source = _latency_source(search_space, num_classes, latency, latency_table, device, batch_size, warmup, runs)
     if sample is not None:
         if arch is not None:
             raise AnasError("--sample and --arch exclude each other")
         if out_path is None:
             raise AnasError("--sample needs --out FILE.csv")
-        latency_config = LatencyConfig(device, batch_size, warmup, runs) if latency else None
         learned = read_distribution(search_space, distribution) if distribution is not None else None
-        _write_cost_table(search_space, sample, out_path, seed, num_classes, latency_config, json_output, learned)
+        _write_cost_table(search_space, sample, out_path, seed, num_classes, latency_source, json_output, learned)
     elif out_path is not None:
         raise AnasError("--out goes with --sample")
     elif distribution is not None:
@@ -56,20 +58,36 @@ def profile(
         _show_summary(search_space, num_classes, json_output)
     else:
         subnet = parse_arch(search_space, arch, seed)
-        latency_config = LatencyConfig(device, batch_size, warmup, runs) if latency else None
-        if latency and not json_output:
-            with err.status(f"timing {runs} runs on {device}..."):
-                result = profile_arch(search_space, subnet, num_classes, latency_config)
+        if isinstance(latency_source, LatencyConfig) and not json_output:
+            with err.status(f"timing {runs} runs on {latency_source.device}..."):
+                result = profile_arch(search_space, subnet, num_classes, latency_source)
         else:
-            result = profile_arch(search_space, subnet, num_classes, latency_config)
-        _show_arch(result, search_space.name, latency_config, json_output)
+            result = profile_arch(search_space, subnet, num_classes, latency_source)
+        _show_arch(result, search_space.name, latency_source, json_output)
 
 
-def _show_arch(result: ArchProfile, space_name: str, latency: LatencyConfig | None, json_output: bool) -> None:
+def _latency_source(space, num_classes: int | None, latency: bool, table: Path | None, device: str | None,
+                    batch_size: int | None, warmup: int, runs: int) -> Latency | None:
+    """Timing (``--latency``), a latency table's predictions (``--latency-table``), or neither."""
+    if latency and table is not None:
+        raise AnasError("--latency times each subnet and --latency-table predicts it: give one")
+    if table is not None:
+        return load_latency_model(table, space, num_classes, device, batch_size)
+    if latency:
+        device = device or "cpu"
+        check_latency_device(device)
+        return LatencyConfig(device, batch_size or 1, warmup, runs)
+    return None
+
+
+def _show_arch(result: ArchProfile, space_name: str, latency: Latency | None, json_output: bool) -> None:
     if json_output:
         data = result.to_dict()
-        if latency is not None:
+        if isinstance(latency, LatencyConfig):
             data.update(device=latency.device, batch_size=latency.batch_size, runs=latency.runs)
+        elif latency is not None:
+            config = latency.table.config
+            data.update(device=config.device, batch_size=config.batch, latency_source="table")
         print_json({"space": space_name, **data})
         return
     table = Table(title=f"subnet of {space_name}", show_header=False)
@@ -78,8 +96,10 @@ def _show_arch(result: ArchProfile, space_name: str, latency: LatencyConfig | No
         table.add_row(key, " ".join(str(v) for v in value) if isinstance(value, list) else str(value))
     table.add_row("MFLOPs", f"{result.mflops:.2f}")
     table.add_row("params (M)", f"{result.params_m:.3f}")
-    if result.latency_ms is not None:
+    if isinstance(latency, LatencyConfig):
         table.add_row(f"latency (ms, median, {latency.device}, batch {latency.batch_size})", f"{result.latency_ms:.3f}")
+    elif latency is not None:
+        table.add_row(f"latency (ms, predicted: table of {latency.table.describe()})", f"{result.latency_ms:.3f}")
     out.print(table)
 
 
@@ -101,7 +121,7 @@ def _show_summary(space, num_classes: int | None, json_output: bool) -> None:
         out.print(f"named subnets for --arch: {', '.join(summary['models'])}")
 
 
-def _write_cost_table(space, n: int, path: Path, seed: int, num_classes: int | None, latency: LatencyConfig | None,
+def _write_cost_table(space, n: int, path: Path, seed: int, num_classes: int | None, latency: Latency | None,
                       json_output: bool, distribution=None) -> None:
     start = time.perf_counter()
     frame = cost_table(space, n, seed, num_classes, latency, progress=not json_output, distribution=distribution)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import typer
 from rich.table import Table
 
 from anas.cli import app
-from anas.cli.common import DATA_DIR_OPTION, err, out, print_json
+from anas.cli.common import DATA_DIR_OPTION, err, out, print_json, use_table_threads
+from anas.latency.measure import LATENCY_DEVICES_TEXT
 from anas.search.runner import SearchOptions, SearchReport, search_subnets
 from anas.search.strategies import STRATEGIES
 
@@ -20,8 +22,9 @@ def search_command(
     params: Optional[str] = typer.Option(None, "--params", help="Parameter band in millions, LO-HI."),
     latency: Optional[str] = typer.Option(None, "--latency", help="Latency band in ms, LO-HI: a bound and a third objective."),
     latency_predictor: Optional[str] = typer.Option(None, "--latency-predictor", help="Latency model (anas predict-fit --target latency_ms) that stands in for timing each subnet under --latency."),
-    device: str = typer.Option("cpu", "--device", help="Device for --latency and --verify: cpu or cuda."),
-    latency_batch: int = typer.Option(1, "--latency-batch", min=1, help="Batch size for --latency."),
+    latency_table: Optional[str] = typer.Option(None, "--latency-table", help="Latency table (anas latency-table) that predicts each subnet's latency under --latency; --verify times the verified ones."),
+    device: Optional[str] = typer.Option(None, "--device", help=f"Device for --latency: {LATENCY_DEVICES_TEXT} (default: cpu, or the latency table's); --verify evaluates on its PyTorch device."),
+    latency_batch: Optional[int] = typer.Option(None, "--latency-batch", min=1, help="Batch size for --latency (default: 1, or the latency table's)."),
     latency_runs: int = typer.Option(10, "--latency-runs", min=1, help="Timed runs per subnet for --latency (median)."),
     strategy: str = typer.Option("nsga2", "--strategy", help=f"Search strategy: {STRATEGIES.choices_text()}."),
     budget: int = typer.Option(5632, "--budget", help="Predictor calls (subnets scored); 5632 = 512 + 20 x 256, the published search."),
@@ -37,10 +40,12 @@ def search_command(
     """Search the subnets inside the bounds for the best predicted accuracy per MFLOPs."""
     show = not (quiet or json_output)
     options = SearchOptions(flops=flops, predictor=predictor, params=params, latency=latency,
-                            latency_predictor=latency_predictor, device=device,
+                            latency_predictor=latency_predictor, latency_table=latency_table, device=device,
                             latency_batch=latency_batch, latency_runs=latency_runs, strategy=strategy, budget=budget,
                             seed=seed, out=out_dir, run=run, verify=verify, calib_batches=calib_batches, data_dir=data_dir,
                             progress=show)
+    if latency_table is not None:
+        use_table_threads(latency_table)
     report = search_subnets(options)
     if json_output:
         print_json(_json_record(report))
@@ -62,8 +67,16 @@ def _json_record(report: SearchReport) -> dict:
     if measured:
         record["acc1"] = measured.get(best)
         record["verified"] = [{"mflops": float(archive.mflops[i]), "pred_acc1": float(archive.pred_acc1[i]),
-                               "acc1": acc} for i, acc in measured.items()]
+                               "acc1": acc, **_latency_fields(report, i)} for i, acc in measured.items()]
     return record
+
+
+def _latency_fields(report: SearchReport, index: int) -> dict:
+    """Predicted and timed latency of a verified subnet, when latency was predicted."""
+    if index not in report.measured_latency:
+        return {}
+    return {"latency_ms": float(report.result.archive.latency_ms[index]),
+            "measured_latency_ms": report.measured_latency[index]}
 
 
 def score_text(value: float, label: str) -> str:
@@ -76,8 +89,12 @@ def _show(report: SearchReport) -> None:
     archive = result.archive
     table = Table(title=f"Pareto front: {len(result.front)} subnets ({result.strategy}, {result.calls} predictor "
                         f"calls, {result.seconds:.1f} s)")
-    for column in ("", "MFLOPs", "params (M)", result.score_label.removesuffix(" (%)"), *(["measured top-1"] if measured else []), "resolution",
-                   "depth"):
+    latency = not np.all(np.isnan(archive.latency_ms[result.front]))
+    timed = bool(report.measured_latency)
+    columns = ("", "MFLOPs", "params (M)", result.score_label.removesuffix(" (%)"),
+               *(["measured top-1"] if measured else []), *(["latency (ms)"] if latency else []),
+               *(["timed (ms)"] if timed else []), "resolution", "depth")
+    for column in columns:
         table.add_column(column, justify="right")
     for index in result.front[:20]:
         arch = result.arch(int(index))
@@ -85,6 +102,10 @@ def _show(report: SearchReport) -> None:
                score_text(archive.pred_acc1[index], result.score_label)]
         if measured:
             row.append(f"{measured[int(index)]:.2f}" if int(index) in measured else "")
+        if latency:
+            row.append(f"{archive.latency_ms[index]:.3f}")
+        if timed:
+            row.append(f"{report.measured_latency[int(index)]:.3f}" if int(index) in report.measured_latency else "")
         table.add_row(*row, str(arch.resolution), " ".join(map(str, arch.depth)))
     out.print(table)
     if len(result.front) > 20:

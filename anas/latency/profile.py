@@ -12,6 +12,7 @@ import pandas as pd
 
 from anas.checks import TABLE_CELL_BYTES, check_memory
 from anas.latency.measure import LatencyConfig, subnet_latency
+from anas.latency.table import LatencyModel
 from anas.progress import progress_bars
 from anas.space.arch import Arch, ArchBatch, largest_arch, sample_archs, smallest_arch
 from anas.space.cost import arch_costs, batch_costs
@@ -34,10 +35,18 @@ class ArchProfile:
         return out
 
 
+Latency = LatencyConfig | LatencyModel
+"""How latency is known: timed as a ``LatencyConfig`` says, or predicted by a latency table's model."""
+
+
 def profile_arch(space: SearchSpace, arch: Arch, num_classes: int | None = None,
-                 latency: LatencyConfig | None = None) -> ArchProfile:
+                 latency: Latency | None = None) -> ArchProfile:
     mflops, params_m = arch_costs(space, arch, num_classes)
-    latency_ms = subnet_latency(space, arch, latency, num_classes) if latency is not None else None
+    latency_ms = None
+    if isinstance(latency, LatencyModel):
+        latency_ms = float(latency.predict(ArchBatch.from_archs([arch]))[0])
+    elif latency is not None:
+        latency_ms = subnet_latency(space, arch, latency, num_classes)
     return ArchProfile(arch, mflops, params_m, latency_ms)
 
 
@@ -60,18 +69,20 @@ def summarize_space(space: SearchSpace, num_classes: int | None = None) -> dict[
 
 
 def cost_table(space: SearchSpace, n: int, seed: int = 0, num_classes: int | None = None,
-               latency: LatencyConfig | None = None, progress: bool = False,
+               latency: Latency | None = None, progress: bool = False,
                distribution: SubnetDistribution | None = None) -> pd.DataFrame:
     """The table of ``n`` sampled subnets (uniformly, or from a learned ``distribution``)
-    with their MFLOPs and params; with ``latency``, also each static network's measured
-    latency (``latency_ms``, the training data of a latency model: ``anas predict-fit
-    --target latency_ms``)."""
+    with their MFLOPs and params; with ``latency``, also each subnet's latency
+    (``latency_ms``): predicted by a latency table's model, or each static network timed
+    (the training data of a latency model: ``anas predict-fit --target latency_ms``)."""
     check_memory(n * (len(setting_columns(space)) + 3) * TABLE_CELL_BYTES, "--sample", n)
     rng = np.random.default_rng(seed)
     batch: ArchBatch = (sample_archs(space, n, rng) if distribution is None
                         else ArchBatch.from_choice_index(space, distribution.sample(n, rng)))
     frame = archs_to_frame(space, batch, batch_costs(space, batch, num_classes))
-    if latency is not None:
+    if isinstance(latency, LatencyModel):
+        frame["latency_ms"] = latency.predict(batch)
+    elif latency is not None:
         times = []
         with progress_bars(progress) as bars:
             bar = bars.add(f"timing {n} subnets on {latency.device}", n)

@@ -50,8 +50,10 @@ class SearchResult:
         return self.genome.decode(self.archive.genes[index:index + 1])[0]
 
 
-def front_frame(result: SearchResult, measured: dict[int, float] | None = None) -> pd.DataFrame:
-    """The Pareto front in the table format, plus ``pred_acc1`` (``latency_ms``, ``acc1``)."""
+def front_frame(result: SearchResult, measured: dict[int, float] | None = None,
+                measured_latency: dict[int, float] | None = None) -> pd.DataFrame:
+    """The Pareto front in the table format, plus ``pred_acc1`` (``latency_ms``, ``acc1``,
+    ``measured_latency_ms``)."""
     archive, front = result.archive, result.front
     batch = result.genome.decode(archive.genes[front])
     frame = archs_to_frame(result.space, batch)
@@ -61,6 +63,8 @@ def front_frame(result: SearchResult, measured: dict[int, float] | None = None) 
         frame["latency_ms"] = archive.latency_ms[front]
     if measured:
         frame["acc1"] = [measured.get(int(i), np.nan) for i in front]
+    if measured_latency:
+        frame["measured_latency_ms"] = [measured_latency.get(int(i), np.nan) for i in front]
     return frame
 
 
@@ -71,7 +75,8 @@ def choose_best(result: SearchResult, measured: dict[int, float] | None = None) 
     return result.best
 
 
-def best_record(result: SearchResult, index: int, measured: dict[int, float] | None = None) -> dict:
+def best_record(result: SearchResult, index: int, measured: dict[int, float] | None = None,
+                measured_latency: dict[int, float] | None = None) -> dict:
     """``best.json``: an arch file that ``--arch`` accepts as it is, with its numbers."""
     record = result.arch(index).to_dict()
     record.update(space=result.space.name, mflops=float(result.archive.mflops[index]),
@@ -80,6 +85,8 @@ def best_record(result: SearchResult, index: int, measured: dict[int, float] | N
         record["latency_ms"] = float(result.archive.latency_ms[index])
     if measured and index in measured:
         record["acc1"] = float(measured[index])
+    if measured_latency and index in measured_latency:
+        record["measured_latency_ms"] = float(measured_latency[index])
     return record
 
 
@@ -116,14 +123,14 @@ def verify_front(result: SearchResult, run: TrainedRun, k: int, calib_batches: i
 
 
 def write_outputs(result: SearchResult, band: Band, folder: str | Path, measured: dict[int, float],
-                  best: int) -> dict[str, str]:
+                  best: int, measured_latency: dict[int, float] | None = None) -> dict[str, str]:
     """``pareto.csv``, ``pareto.png`` and ``best.json`` in ``folder`` (and
     ``distribution.json`` when the strategy learned one); returns their paths."""
     folder = Path(folder)
     paths = {
-        "pareto_csv": str(write_table(front_frame(result, measured), folder / "pareto.csv")),
+        "pareto_csv": str(write_table(front_frame(result, measured, measured_latency), folder / "pareto.csv")),
         "pareto_png": str(plot_search(result, band, folder / "pareto.png", best)),
-        "best_json": str(atomic_write_json(folder / "best.json", best_record(result, best, measured))),
+        "best_json": str(atomic_write_json(folder / "best.json", best_record(result, best, measured, measured_latency))),
     }
     if result.distribution is not None:
         paths["distribution_json"] = str(atomic_write_json(folder / "distribution.json", result.distribution))

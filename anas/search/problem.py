@@ -171,10 +171,16 @@ class SearchProblem:
 
     # -- staying inside the band -------------------------------------------------------
 
-    def repair(self, genes: np.ndarray, rng: np.random.Generator, max_steps: int = 300) -> np.ndarray:
+    def repair(self, genes: np.ndarray, rng: np.random.Generator, max_steps: int = 300,
+               movable: np.ndarray | None = None) -> np.ndarray:
         """Move every genome into the MFLOPs band one choice at a time: a random setting one
-        choice down while above the band, up while below, never jumping over the band."""
+        choice down while above the band, up while below, never jumping over the band.
+        ``movable`` (a boolean mask over the genome's columns; default: all) limits the
+        settings that may change; a genome these cannot bring into the band stays outside."""
         genes = np.array(genes, dtype=np.int64)
+        allowed = np.ones(self.genome.length, dtype=bool) if movable is None else np.asarray(movable, dtype=bool)
+        if allowed.shape != (self.genome.length,):
+            raise ValueError(f"movable has shape {allowed.shape}, not ({self.genome.length},)")
         mflops = self.mflops(genes)
         for _ in range(max_steps):
             above, below = mflops > self.flops.hi, mflops < self.flops.lo
@@ -183,10 +189,10 @@ class SearchProblem:
                 break
             step = np.where(above[rows], -1, 1)
             target = genes[rows] + step[:, None]
-            movable = (target >= 0) & (target < self.genome.sizes)
-            scores = np.where(movable, rng.random(movable.shape), -1.0)
+            can_move = (target >= 0) & (target < self.genome.sizes) & allowed
+            scores = np.where(can_move, rng.random(can_move.shape), -1.0)
             gene = scores.argmax(axis=1)
-            ok = movable[np.arange(len(rows)), gene]
+            ok = can_move[np.arange(len(rows)), gene]
             rows, gene, step = rows[ok], gene[ok], step[ok]
             if len(rows) == 0:
                 break

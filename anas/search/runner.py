@@ -10,23 +10,30 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from anas.checks import check_at_least, check_at_most, check_calib_batches, check_seed
-from anas.device import resolve_device
 from anas.errors import AnasError
 from anas.evaluate.trained import TrainedRun, load_trained_run
-from anas.latency.measure import LatencyCache, LatencyConfig
+from anas.latency.measure import (
+    ORT_CPU,
+    LatencyCache,
+    LatencyConfig,
+    check_latency_device,
+    subnet_latency,
+    torch_device_of,
+)
+from anas.latency.table import check_table_matches, load_latency_model, read_latency_table
 from anas.predict.folder import SIDECAR, has_predictor, load_predictor
 from anas.predict.kinds import Predictor
 from anas.progress import progress_bars
 from anas.search.outputs import SearchResult, choose_best, pareto_mask, verify_front, write_outputs
 from anas.search.problem import SearchProblem, parse_band
 from anas.search.strategies import STRATEGIES
-from anas.space.arch import Arch
+from anas.space.arch import Arch, ArchBatch
 from anas.space.distribution import SubnetDistribution
 from anas.train.rundir import RunDir, latest_checkpointed_run, latest_run
 
@@ -70,8 +77,9 @@ class SearchOptions:
     params: str | None = None  # params band in millions
     latency: str | None = None  # latency band in ms: a bound and a third objective
     latency_predictor: str | None = None  # a latency model (predict-fit --target latency_ms) instead of timing
-    device: str = "cpu"  # where latency is measured and --verify evaluates
-    latency_batch: int = 1
+    latency_table: str | None = None  # a latency table (anas latency-table) instead of timing
+    device: str | None = None  # where latency is measured and --verify evaluates (None: cpu, or the table's)
+    latency_batch: int | None = None  # None: 1, or the table's
     latency_runs: int = 10
     strategy: str = "nsga2"
     budget: int = 5632  # 512 + 20 x 256: the published search
@@ -90,6 +98,7 @@ class SearchReport:
     best: int  # index into the archive
     measured: dict[int, float]  # measured top-1 of verified subnets, by archive index
     paths: dict[str, str]
+    measured_latency: dict[int, float] = field(default_factory=dict)  # verified subnets' timed latency (ms)
     chosen: dict[str, str] = field(default_factory=dict)  # folders taken by default: {"predictor": ..., "run": ...}
 
 
@@ -103,13 +112,17 @@ def search_subnets(options: SearchOptions) -> SearchReport:
     band = parse_band(options.flops, "--flops")
     params_band = parse_band(options.params, "--params") if options.params else None
     latency_band = parse_band(options.latency, "--latency") if options.latency else None
-    if options.latency_predictor is not None and latency_band is None:
-        raise AnasError("--latency-predictor goes with --latency LO-HI (the band it is checked against)")
+    for option, value in (("--latency-predictor", options.latency_predictor), ("--latency-table", options.latency_table)):
+        if value is not None and latency_band is None:
+            raise AnasError(f"{option} goes with --latency LO-HI (the band it is checked against)")
+    if options.latency_predictor is not None and options.latency_table is not None:
+        raise AnasError("--latency-predictor and --latency-table both predict latency: give one")
     STRATEGIES.resolve(options.strategy)
     check_budget(options.budget)
     check_calib_batches(options.calib_batches)
     check_seed(options.seed)
-    device = resolve_device(options.device)
+    timing = latency_config(options)
+    device = torch_device_of(timing.device)
     chosen: dict[str, str] = {}
     predictor_folder = Path(options.predictor) if options.predictor else latest_predictor_folder()
     if options.predictor is None:
@@ -123,7 +136,7 @@ def search_subnets(options: SearchOptions) -> SearchReport:
     trained = _verification_run(options, predictor_folder, predictor, chosen, device.type)
     if trained is not None:
         predictor.check_space(trained.space, f"run {trained.run_dir.path}")
-    measure = latency_measure(options, predictor) if latency_band is not None else None
+    measure = latency_measure(options, predictor, timing) if latency_band is not None else None
     problem = SearchProblem(space, predictor, band, params_band, latency_band, latency_band is not None, measure,
                             predictor.num_classes)
     with progress_bars(options.progress) as bars:
@@ -131,20 +144,45 @@ def search_subnets(options: SearchOptions) -> SearchReport:
         result = search(problem, options.strategy, options.budget, options.seed)
     measured = (verify_front(result, trained, options.verify, options.calib_batches, options.progress)
                 if options.verify else {})
+    measured_latency = (time_verified(result, measured, timing, predictor.num_classes, options.progress)
+                        if measured and latency_predicted(options) else {})
     best = choose_best(result, measured)
     folder = Path(options.out) if options.out else predictor_folder / f"search-{band}"
-    return SearchReport(result, best, measured, write_outputs(result, band, folder, measured, best), chosen)
+    paths = write_outputs(result, band, folder, measured, best, measured_latency)
+    return SearchReport(result, best, measured, paths, chosen=chosen, measured_latency=measured_latency)
 
 
 LATENCY_TARGET = "latency_ms"
 
 
-def latency_measure(options: SearchOptions, predictor: Predictor) -> Callable[[Arch], float]:
-    """How a subnet's latency is known: timed on ``options.device`` (each subnet once), or
-    predicted by the latency model of ``--latency-predictor``."""
+def latency_predicted(options: SearchOptions) -> bool:
+    """Whether candidates' latency is predicted (then ``--verify`` also times the verified ones)."""
+    return options.latency_predictor is not None or options.latency_table is not None
+
+
+def latency_config(options: SearchOptions) -> LatencyConfig:
+    """How subnets are timed: ``--device`` and ``--latency-batch``, which default to the
+    latency table's (whose threads onnxruntime also takes); a table of another device or
+    batch than the ones given is refused."""
+    device, batch, threads = options.device, options.latency_batch, None
+    if options.latency_table is not None:
+        table = read_latency_table(options.latency_table)
+        check_table_matches(table, options.latency_table, device, batch)
+        device, batch, threads = table.config.device, table.config.batch, table.config.threads
+    device = device or "cpu"
+    check_latency_device(device)
+    return LatencyConfig(device, batch or 1, 3, options.latency_runs, threads if device == ORT_CPU else None)
+
+
+def latency_measure(options: SearchOptions, predictor: Predictor, timing: LatencyConfig) -> Callable[[Arch], float]:
+    """How a subnet's latency is known: timed as ``timing`` says (each subnet once), or
+    predicted by the latency table of ``--latency-table`` or the latency model of
+    ``--latency-predictor``."""
+    if options.latency_table is not None:
+        table_model = load_latency_model(options.latency_table, predictor.space, predictor.num_classes)
+        return lambda arch: float(table_model.predict(ArchBatch.from_archs([arch]))[0])
     if options.latency_predictor is None:
-        return LatencyCache(predictor.space, LatencyConfig(options.device, options.latency_batch, 3,
-                                                           options.latency_runs), predictor.num_classes)
+        return LatencyCache(predictor.space, timing, predictor.num_classes)
     model = load_predictor(options.latency_predictor)
     if model.meta.get("target") != LATENCY_TARGET:
         raise AnasError(f"--latency-predictor {options.latency_predictor} predicts "
@@ -152,6 +190,20 @@ def latency_measure(options: SearchOptions, predictor: Predictor) -> Callable[[A
                         f"--target {LATENCY_TARGET}")
     model.check_space(predictor.space, f"the accuracy predictor {options.predictor or ''}".rstrip())
     return lambda arch: float(model.predict_archs([arch])[0])
+
+
+def time_verified(result: SearchResult, measured: dict[int, float], timing: LatencyConfig, num_classes: int | None,
+                  progress: bool) -> dict[int, float]:
+    """The real latency (ms) of the verified subnets, timed as ``timing`` says (ten
+    warm-up runs)."""
+    timing = replace(timing, warmup=10)
+    times = {}
+    with progress_bars(progress) as bars:
+        bar = bars.add(f"timing on {timing.device}", len(measured))
+        for index in measured:
+            times[index] = subnet_latency(result.space, result.arch(index), timing, num_classes)
+            bar.advance()
+    return times
 
 
 def _verification_run(options: SearchOptions, predictor_folder: Path, predictor: Predictor, chosen: dict[str, str],

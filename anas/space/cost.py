@@ -62,7 +62,7 @@ def _stage_costs(stage, size, c_in, c_out, kernel_size, expand_ratio, depth):
     kk = np.asarray(kernel_size) ** 2
     for j in range(max(stage.depths)):
         out_size = downsample(size, stage.stride if j == 0 else 1)
-        m, p = _block_costs(c_in if j == 0 else c_out, c_out, kk, expand_ratio, size, out_size, stage.se)
+        m, p = block_costs(c_in if j == 0 else c_out, c_out, kk, expand_ratio, size, out_size, stage.se)
         active = np.asarray(depth) > j  # every stage has at least one block
         macs, params = macs + np.where(active, m, 0), params + np.where(active, p, 0)
         size = out_size
@@ -165,8 +165,9 @@ def batch_costs(space: SearchSpace, batch: ArchBatch, num_classes: int | None = 
     return _tables(space, num_classes).costs(batch)
 
 
-def _block_costs(c_in, c_out, kk, expand_ratio, size, out_size, se: bool):
-    """MACs and params of one inverted-residual block (arrays over subnets)."""
+def block_costs(c_in, c_out, kk, expand_ratio, size, out_size, se: bool):
+    """MACs and params of one inverted-residual block (arrays over subnets); ``kk`` is
+    the kernel size squared."""
     hidden = hidden_width(c_in, expand_ratio)
     has_expand = expand_ratio != 1
     macs = np.where(has_expand, c_in * hidden * size * size, 0)

@@ -1,0 +1,88 @@
+"""HURRICANE end to end: a latency table stands in for timing in the search, --verify
+times the chosen subnets for real, and a reduced space trains."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TINY_FAKE_RUN, assert_one_line_error, train_tiny_run
+
+from anas.latency.reduce import reduce_space, write_space
+from anas.latency.table import LatencyModel, read_latency_table
+from anas.predict.folder import save_predictor
+from anas.predict.kinds import PredictorConfig
+from anas.predict.kinds.lightgbm import LightGBMPredictor
+from anas.space.arch import sample_archs
+from anas.space.cost import batch_costs
+from anas.space.schema import load_space
+from anas.space.table import frame_to_archs
+
+
+@pytest.fixture(scope="module")
+def run_and_predictor(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hurricane")
+    tiny = load_space("tiny")
+    rng = np.random.default_rng(0)
+    pool = sample_archs(tiny, 300, rng)
+    save_predictor(LightGBMPredictor.fit(tiny, pool, batch_costs(tiny, pool).mflops * 10 + rng.normal(0, 0.5, 300),
+                                         PredictorConfig(n_estimators=50)), folder / "predictor")
+    return train_tiny_run(folder / "run"), folder / "predictor"
+
+
+def test_search_predicts_latency_from_the_table_and_verify_times_it(run_cli, run_and_predictor, tiny, tiny_table,
+                                                                    tmp_path):
+    run, predictor = run_and_predictor
+    model = LatencyModel(read_latency_table(tiny_table), tiny)
+    result = run_cli("search", "--flops", "0.5-3", "--latency", "0-1000", "--latency-table", tiny_table,
+                     "--predictor", predictor, "--run", run, "--verify", "2", "--calib-batches", "1",
+                     "--budget", "80", "--out", tmp_path / "s", "--json")
+    assert result.code == 0, result.stderr
+    data = result.json()
+    assert len(data["verified"]) == 2
+    for row in data["verified"]:
+        assert row["latency_ms"] > 0 and row["measured_latency_ms"] > 0
+    front = pd.read_csv(tmp_path / "s" / "pareto.csv")
+    np.testing.assert_allclose(front["latency_ms"], model.predict(frame_to_archs(tiny, front)))
+    assert front["measured_latency_ms"].notna().sum() == 2
+    best = json.loads((tmp_path / "s" / "best.json").read_text())
+    assert best["measured_latency_ms"] > 0 and best["latency_ms"] > 0
+    shown = run_cli("search", "--flops", "0.5-3", "--latency", "0-1000", "--latency-table", tiny_table,
+                    "--predictor", predictor, "--budget", "40", "--out", tmp_path / "t")
+    assert shown.code == 0 and "latency (ms)" in shown.stdout
+
+
+def test_latency_band_bounds_the_predicted_latency(run_cli, run_and_predictor, tiny, tiny_table, tmp_path):
+    _, predictor = run_and_predictor
+    model = LatencyModel(read_latency_table(tiny_table), tiny)
+    spread = np.sort(model.predict(sample_archs(tiny, 200, np.random.default_rng(0))))
+    low, high = spread[20], spread[100]
+    result = run_cli("search", "--flops", "0.1-10", "--latency", f"{low:.4f}-{high:.4f}", "--latency-table", tiny_table,
+                     "--predictor", predictor, "--budget", "80", "--out", tmp_path / "s", "--json")
+    assert result.code == 0, result.stderr
+    front = pd.read_csv(tmp_path / "s" / "pareto.csv")
+    assert front["latency_ms"].between(float(f"{low:.4f}"), float(f"{high:.4f}")).all()
+
+
+def test_search_refuses_mismatched_tables(run_cli, run_and_predictor, tiny_table):
+    _, predictor = run_and_predictor
+    search = ["search", "--flops", "0.5-3", "--predictor", predictor, "--budget", "20"]
+    cases = [
+        ([*search, "--latency-table", tiny_table], ["--latency-table goes with --latency"]),
+        ([*search, "--latency", "0-9", "--latency-table", tiny_table, "--latency-predictor", predictor], ["give one"]),
+        ([*search, "--latency", "0-9", "--latency-table", tiny_table, "--device", "ort-cpu"], ["on cpu, not ort-cpu"]),
+        ([*search, "--latency", "0-9", "--latency-table", tiny_table, "--latency-batch", "8"], ["batch 1, not 8"]),
+        ([*search, "--latency", "0-9", "--device", "tpu"], ["unknown --device 'tpu' for latency"]),
+    ]
+    for args, fragments in cases:
+        assert_one_line_error(run_cli(*args), *fragments)
+
+
+def test_a_reduced_space_trains(run_cli, tiny, tiny_table, tmp_path):
+    reduction = reduce_space(read_latency_table(tiny_table), tiny, ratio=1.0)
+    path = write_space(reduction.space, tmp_path / "reduced.yaml")
+    options = {**TINY_FAKE_RUN, "space": str(path)}
+    args = [item for key, value in options.items() for item in (f"--{key.replace('_', '-')}", value)]
+    result = run_cli("train", *args, "--run-dir", tmp_path / "run", "--json")
+    assert result.code == 0, result.stderr
+    assert result.json()["largest"]["arch"]["kernel_size"] == [max(s.kernel_sizes) for s in reduction.space.stages]
