@@ -1,4 +1,5 @@
-"""Choosing subnets by cost: evenly spread over a space's MFLOPs range."""
+"""Choosing subnets: evenly spread over a space's MFLOPs range, or a second subnet that
+differs from a first in every setting."""
 
 from __future__ import annotations
 
@@ -64,3 +65,12 @@ def _outward(start: int, size: int):
         for index in (start - step, start + step) if step else (start,):
             if 0 <= index < size:
                 yield index
+
+
+def differing_arch(space: SearchSpace, arch: Arch, rng: np.random.Generator) -> Arch:
+    """A subnet that differs from ``arch`` in every setting that has another choice (each
+    redrawn uniformly among the other choices): Pi-NAS's second path of a pair."""
+    current = ArchBatch.from_archs([arch]).choice_index(space)[0]
+    sizes = np.array([len(choices) for choices in space.column_choices()])
+    shift = np.where(sizes > 1, rng.integers(1, np.maximum(sizes, 2)), 0)  # 1..size-1: never the same choice
+    return ArchBatch.from_choice_index(space, ((current + shift) % sizes)[None])[0]

@@ -26,6 +26,7 @@ from anas.train.samplers import SAMPLERS
 from anas.train.samplers.fpnas import check_fpnas_options
 
 AMP_MODES = ("none", "bf16", "fp16")
+TEACHERS = ("none", "ema")
 
 RETIRED_OPTIONS = {"keep_freed_memory"}
 """Options that configurations written by earlier versions hold and that are no longer
@@ -75,6 +76,14 @@ class TrainConfig:
     train_only: str = option("all", f"Parameters that train: {' | '.join(TRAIN_ONLY)} (bn: the BN-NAS indicator's).")
     regularizer: list[str] = option(help="Loss terms of the step (repeatable).", default_factory=lambda: ["kd"],
                                     choices=REGULARIZERS)
+    teacher: str = option("none", f"Teacher of the sampled subnets: {' | '.join(TEACHERS)} (ema: Pi-NAS's mean "
+                                  "teacher, an EMA of the supernet, instead of the largest subnet).")
+    ema_momentum: float | None = option(None, "Momentum m of --teacher ema: teacher <- m teacher + (1 - m) student.",
+                                        default_text="1 - 10 / total steps, at most 0.999")
+    cross_path: bool = option(False, "Pi-NAS cross-path: sampled subnets in pairs that differ in every setting, "
+                                     "each on its own augmented view, each learning the teacher's output for the "
+                                     "other (needs --teacher ema).")
+    cross_path_weight: float = option(1.0, "Weight of the cross-path terms.")
     # sampling (REFERENCE section 5)
     sampler: str = option("bestup-k3", "Which subnets a step trains.", choices=SAMPLERS)
     estimator: str = option("loss", "Scores attentive candidates.", choices=ESTIMATORS)
@@ -109,6 +118,9 @@ class TrainConfig:
             raise AnasError(f"unknown dataset {self.data!r}: use one of {', '.join(DATASETS)}")
         if self.train_only not in TRAIN_ONLY:
             raise AnasError(f"unknown --train-only {self.train_only!r}: use {', '.join(TRAIN_ONLY)}")
+        if self.teacher not in TEACHERS:
+            raise AnasError(f"unknown --teacher {self.teacher!r}: use {', '.join(TEACHERS)}")
+        check_teacher_options(self)
         if self.amp not in AMP_MODES:
             raise AnasError(f"unknown --amp {self.amp!r}: use {', '.join(AMP_MODES)}")
         checks = [
@@ -144,6 +156,23 @@ class TrainConfig:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         space = Path(self.space).stem if self.space.endswith((".yaml", ".yml")) else self.space
         return Path("runs") / f"{space}-{self.data}-{self.sampler}-{stamp}"
+
+
+def check_teacher_options(config: TrainConfig) -> None:
+    """Pi-NAS's options go together: a momentum in [0, 1) and cross-path training with the
+    EMA teacher, an even number of sampled subnets, and a non-negative weight."""
+    if config.ema_momentum is not None and not 0 <= config.ema_momentum < 1:
+        raise AnasError(f"--ema-momentum must be in [0, 1), got {config.ema_momentum}")
+    if config.ema_momentum is not None and config.teacher != "ema":
+        raise AnasError("--ema-momentum goes with --teacher ema")
+    if config.cross_path and config.teacher != "ema":
+        raise AnasError("--cross-path needs --teacher ema (the sampled subnets learn the teacher's outputs)")
+    sampled = config.num_subnets - 2
+    if config.cross_path and (sampled < 2 or sampled % 2):
+        raise AnasError(f"--cross-path trains the sampled subnets in pairs: --num-subnets {config.num_subnets} "
+                        f"gives {sampled}; use an even number of sampled subnets (--num-subnets 4, 6, ...)")
+    if not 0 <= config.cross_path_weight < math.inf:
+        raise AnasError(f"--cross-path-weight must be a finite number >= 0, got {config.cross_path_weight}")
 
 
 def config_from_mapping(data: Any, source: str) -> dict[str, Any]:

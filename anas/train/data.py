@@ -79,6 +79,22 @@ class TensorImages(Dataset):
         return (image - self.mean) / self.std, int(self.labels[index])
 
 
+class TwoViews(Dataset):
+    """Each item of ``dataset`` read twice: two independently augmented views stacked
+    ``[2, C, H, W]``, and the label (Pi-NAS's cross-path training)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        first, label = self.dataset[index]
+        second, _ = self.dataset[index]
+        return torch.stack([first, second]), label
+
+
 def random_translate(image: torch.Tensor, max_shift: int) -> torch.Tensor:
     """Shift ``image`` [C, H, W] by up to ``max_shift`` pixels each way, filling with zeros;
     the offsets come from torch's global RNG, so seeding torch reproduces them."""

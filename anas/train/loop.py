@@ -26,7 +26,15 @@ from anas.space.cost import arch_costs
 from anas.space.schema import load_space, space_to_dict
 from anas.space.space import SearchSpace
 from anas.train.config import TrainConfig, build_config, config_from_mapping, read_config_file
-from anas.train.data import DataConfig, DataSplits, calibration_loader, evaluation_loader, load_data, make_loader
+from anas.train.data import (
+    DataConfig,
+    DataSplits,
+    TwoViews,
+    calibration_loader,
+    evaluation_loader,
+    load_data,
+    make_loader,
+)
 from anas.train.distributed import (
     DistContext,
     all_reduce_mean,
@@ -39,6 +47,7 @@ from anas.train.distributed import (
 from anas.train.estimators import EstimatorContext, build_estimator
 from anas.train.recipe import autocast_factory, freeze_all_but, parameter_groups, warmup_cosine
 from anas.train.regularizers import RegularizerContext, build_regularizers
+from anas.train.regularizers.teacher import regularizer_names
 from anas.train.rundir import (
     CHECKPOINT_FORMAT,
     RunDir,
@@ -151,10 +160,12 @@ class Trainer:
             self.steps_per_epoch, self._heldout_batch if self.data.holdout is not None else None))
         return SandwichParts(
             **self._optimization(), sampler=sampler,
-            regularizers=build_regularizers(config.regularizer, RegularizerContext(space, config, model)),
+            regularizers=build_regularizers(regularizer_names(config), RegularizerContext(
+                space, config, model, self.steps_per_epoch * config.epochs)),
             largest=largest_arch(space), smallest=smallest_arch(space), num_middle=config.num_subnets - 2,
             dropout=space.dropout if config.dropout is None else config.dropout,
             drop_connect=config.drop_connect, drop_connect_stages=config.drop_connect_stages,
+            space=space, cross_path=config.cross_path,
         )
 
     def _optimization(self) -> dict[str, Any]:
@@ -210,7 +221,8 @@ class Trainer:
         return torch.stack(images).to(self.device), torch.as_tensor(labels).to(self.device)
 
     def _train_loader(self, epoch: int):
-        return make_loader(self.data.train, self.config.batch_size, shuffle=True, seed=self.config.seed,
+        train = TwoViews(self.data.train) if self.config.cross_path else self.data.train
+        return make_loader(train, self.config.batch_size, shuffle=True, seed=self.config.seed,
                            epoch=epoch, workers=self.config.workers, drop_last=True,
                            rank=self.dist.rank, world_size=self.dist.world_size)
 
@@ -306,7 +318,7 @@ class Trainer:
         for images, labels in loader:
             images = images.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
-            if config.channels_last:
+            if config.channels_last and images.dim() == 4:  # two views (cross-path) stay as they come
                 images = images.contiguous(memory_format=torch.channels_last)
             losses = self.train_step(images, labels)
             stats.add(losses, images.shape[0] * self.dist.world_size)

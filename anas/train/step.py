@@ -14,12 +14,15 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from anas.nn.static import resize
 from anas.nn.supernet import Supernet
 from anas.space.arch import Arch
+from anas.space.sampling import differing_arch
+from anas.space.space import SearchSpace
 from anas.train.distributed import DistContext, all_reduce_gradients
 from anas.train.regularizers import Regularizer, StepState
 from anas.train.samplers import Sampler
@@ -52,6 +55,8 @@ class SandwichParts(StepParts):
     dropout: float  # largest subnet only
     drop_connect: float  # largest subnet only
     drop_connect_stages: int
+    space: SearchSpace | None = None  # needed with cross_path
+    cross_path: bool = False  # sampled subnets in pairs that differ in every setting, one view each (Pi-NAS)
 
 
 @dataclass(frozen=True)
@@ -64,9 +69,12 @@ def sandwich_step(parts: SandwichParts, images: torch.Tensor, labels: torch.Tens
     model, scaler = parts.model, parts.scaler
     model.train()
 
+    # the batch: one view, or two (N, 2, C, H, W) for cross-path training
+    views = tuple(images.unbind(1)) if images.dim() == 5 else (images,)
+    images = views[0]
     # which subnets: the sampler may score candidates on this batch
-    middle = [parts.sampler.sample(images, labels) for _ in range(parts.num_middle)]
-    step = StepState(images, labels, middle, index)
+    middle = sample_middle(parts, images, labels)
+    step = StepState(images, labels, middle, index, views=views)
     for regularizer in parts.regularizers:
         regularizer.before_step(step)
     parts.optimizer.zero_grad(set_to_none=True)
@@ -83,10 +91,12 @@ def sandwich_step(parts: SandwichParts, images: torch.Tensor, labels: torch.Tens
 
     # the sampled subnets, then the smallest, learn from the regularizers' terms
     others = 0.0
-    for role, arch in [*(("middle", arch) for arch in middle), ("smallest", parts.smallest)]:
+    for role, current, arch in [*(("middle", i, arch) for i, arch in enumerate(middle)), ("smallest", -1, parts.smallest)]:
         model.set_active(arch)
+        step.current = current
         with parts.autocast():
-            sub_loss = add_terms(None, parts.regularizers, step, role, arch, model(images))
+            sub_loss = add_terms(None, parts.regularizers, step, role, arch,
+                                 model(step.view_of(current) if role == "middle" else images))
         scaler.scale(sub_loss).backward()
         others += float(sub_loss.detach())
 
@@ -94,6 +104,20 @@ def sandwich_step(parts: SandwichParts, images: torch.Tensor, labels: torch.Tens
     for regularizer in parts.regularizers:
         regularizer.after_step(step)
     return StepLosses(float(loss.detach()), others / (len(middle) + 1))
+
+
+def sample_middle(parts: SandwichParts, images: torch.Tensor, labels: torch.Tensor) -> list[Arch]:
+    """The step's sampled subnets: the sampler's, or with ``cross_path`` pairs of a
+    sampler's subnet and one that differs from it in every setting (drawn with torch's
+    global generator, which checkpoints keep)."""
+    if not parts.cross_path:
+        return [parts.sampler.sample(images, labels) for _ in range(parts.num_middle)]
+    middle = []
+    for _ in range(parts.num_middle // 2):
+        first = parts.sampler.sample(images, labels)
+        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ())))
+        middle += [first, differing_arch(parts.space, first, rng)]
+    return middle
 
 
 def standalone_step(parts: StepParts, images: torch.Tensor, labels: torch.Tensor, resolution: int) -> StepLosses:

@@ -33,18 +33,26 @@ class RegularizerContext:
     space: SearchSpace
     config: TrainConfig
     supernet: Supernet
+    total_steps: int = 0  # optimizer steps of the whole schedule
 
 
 @dataclass
 class StepState:
     """What a sandwich step knows while it runs."""
 
-    images: torch.Tensor
+    images: torch.Tensor  # what the largest and the smallest subnets see (the first view)
     labels: torch.Tensor
     middle: list[Arch]  # the sampled subnets of this step
     index: int  # global step number (0 for the first)
     teacher_logits: torch.Tensor | None = None  # the largest subnet's, detached, once it ran
     notes: dict[str, Any] = field(default_factory=dict)  # for regularizers to pass things along
+    views: tuple[torch.Tensor, ...] = ()  # augmented views of the batch (one, or two for --cross-path)
+    current: int = -1  # which sampled subnet is running (index into ``middle``)
+
+    def view_of(self, index: int) -> torch.Tensor:
+        """The view the ``index``-th sampled subnet sees: they take the views in turn."""
+        views = self.views or (self.images,)
+        return views[index % len(views)]
 
 
 class Regularizer:

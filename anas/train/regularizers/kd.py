@@ -16,12 +16,13 @@ def soft_cross_entropy(logits: torch.Tensor, teacher_logits: torch.Tensor) -> to
 
 @register_regularizer("kd")
 class InplaceDistillation(Regularizer):
-    """The sampled and the smallest subnets learn the largest's detached logits (soft cross-entropy)."""
+    """The sampled and the smallest subnets learn the largest's detached logits (soft
+    cross-entropy); with a mean teacher (``--teacher ema``), the smallest only."""
 
     roles = ("middle", "smallest")
 
     def __init__(self, context: RegularizerContext):
-        pass
+        self.roles = ("smallest",) if context.config.teacher == "ema" else ("middle", "smallest")
 
     def loss(self, step: StepState, role: str, arch: Arch, logits: torch.Tensor) -> torch.Tensor:
         return soft_cross_entropy(logits, step.teacher_logits)

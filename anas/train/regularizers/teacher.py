@@ -1,0 +1,98 @@
+"""Pi-NAS's mean teacher (Peng et al., ICCV 2021), supervised form: an exponential moving
+average of the supernet teaches the sampled subnets.
+
+The teacher is a copy of the supernet that gets no gradients; after every optimizer step
+each of its tensors moves toward the student's, ``teacher <- m teacher + (1 - m) student``
+(parameters and BN statistics alike). Before the step it computes, without gradients,
+each sampled subnet's target: with ``--cross-path`` the sampled subnets come in pairs
+(A, B) that differ in every setting, each on its own augmented view, and A learns the
+teacher's output for B on B's view while B learns the teacher's for A on A's (the mirror
+term), weighted by ``--cross-path-weight``; without it each subnet learns the teacher's
+output for itself. The teacher runs in training mode (batch statistics), like the
+student. It replaces in-place distillation for the sampled subnets only: the smallest
+subnet still learns from the largest (``kd``).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from anas.space.arch import Arch
+from anas.train.regularizers.base import Regularizer, RegularizerContext, StepState, register_regularizer
+from anas.train.regularizers.kd import soft_cross_entropy
+
+TEACHER = "mean-teacher"
+
+
+def regularizer_names(config) -> list[str]:
+    """The regularizers a run builds: ``--regularizer``'s, and the mean teacher with
+    ``--teacher ema``."""
+    return [*config.regularizer, *([TEACHER] if config.teacher == "ema" else [])]
+
+
+def default_momentum(total_steps: int) -> float:
+    """``1 - 10 / total steps`` (at most 0.999, at least 0): the teacher's memory spans
+    about a tenth of the run, so a run of a few hundred steps does not keep a teacher close
+    to its initialization (Pi-NAS's 0.999 is for 100 ImageNet epochs)."""
+    return min(0.999, max(0.0, 1.0 - 10.0 / max(total_steps, 1)))
+
+
+def partner(index: int, cross_path: bool) -> int:
+    """Whose teacher output the ``index``-th sampled subnet learns: its pair's, or its own."""
+    return index ^ 1 if cross_path else index
+
+
+@register_regularizer(TEACHER)
+class MeanTeacher(Regularizer):
+    """The sampled subnets learn an EMA teacher's outputs (module docstring)."""
+
+    roles = ("middle",)
+
+    def __init__(self, context: RegularizerContext):
+        config = context.config
+        self.student = context.supernet
+        self.teacher = copy.deepcopy(context.supernet)
+        for parameter in self.teacher.parameters():
+            parameter.requires_grad_(False)
+        self.momentum = config.ema_momentum if config.ema_momentum is not None else default_momentum(
+            context.total_steps)
+        self.cross_path = config.cross_path
+        self.weight = config.cross_path_weight if config.cross_path else 1.0
+        self.targets: list[torch.Tensor] = []
+
+    @torch.no_grad()
+    def before_step(self, step: StepState) -> None:
+        self.teacher.train()
+        self.targets = []
+        for i in range(len(step.middle)):
+            j = partner(i, self.cross_path)
+            self.teacher.set_active(step.middle[j])
+            self.targets.append(self.teacher(step.view_of(j)).float())
+
+    def loss(self, step: StepState, role: str, arch: Arch, logits: torch.Tensor) -> torch.Tensor:
+        return self.weight * soft_cross_entropy(logits, self.targets[step.current])
+
+    @torch.no_grad()
+    def after_step(self, step: StepState) -> None:
+        update_ema(self.teacher, self.student, self.momentum)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"teacher": self.teacher.state_dict(), "momentum": self.momentum}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.teacher.load_state_dict(state["teacher"])
+
+
+def update_ema(teacher: torch.nn.Module, student: torch.nn.Module, momentum: float) -> None:
+    """Every floating-point tensor of ``teacher`` (parameters and buffers) becomes
+    ``momentum * teacher + (1 - momentum) * student``; other buffers (counters) are copied."""
+    teacher_state, student_state = teacher.state_dict(), student.state_dict()
+    for name, tensor in teacher_state.items():
+        source = student_state[name].detach()
+        if tensor.is_floating_point():
+            tensor.mul_(momentum).add_(source.to(tensor.dtype), alpha=1.0 - momentum)
+        else:
+            tensor.copy_(source)
