@@ -65,6 +65,8 @@ METHODS: dict[str, dict] = {
     "full-train+bn-indicator": {"train": {"sampler": "uniform", "private_bn": True}, "rank_by": "bn"},
     # FP-NAS: middle subnets from a distribution learned on 10 % held-out training images, 1.0 MFLOPs target
     "fpnas": {"train": {"sampler": "fpnas", "holdout": 0.1, "flops_target": 1.0}},
+    # Pi-NAS, supervised form: a mean teacher, cross-path pairs on two views (uniform A, as the baseline row)
+    "pinas-ema-cross-path": {"train": {"sampler": "uniform", "teacher": "ema", "cross_path": True}},
 }
 """Each method: its options of ``anas train`` (on top of the README's main job; an
 ``epochs`` here is the method's own) and how it ranks subnets: ``rank_by`` names a

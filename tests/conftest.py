@@ -132,3 +132,16 @@ def attentive_linear(attentive):
     rng = np.random.default_rng(0)
     pool = sample_archs(attentive, 400, rng)
     return LinearPredictor.fit(attentive, pool, synthetic_acc1(attentive, pool, rng), PredictorConfig())
+
+
+def planted_table(space, slow=lambda layer: False, factor=10.0):
+    """A latency table where every block runs at 0.1 ms per MFLOP, except the ``slow``
+    ones, and a subnet's latency is the sum of its layers'."""
+    from anas.latency.table import Fit, LatencyTable, TableConfig, space_layers
+
+    entries = {}
+    for layer in space_layers(space):
+        ms = 0.1 * layer.mflops(space.num_classes)
+        entries[layer.key] = ms * factor if layer.kind == "block" and slow(layer) else ms
+    fit = Fit(0.0, 1.0, 0.0, 0.0, [], 1.0, 0.0)
+    return LatencyTable(space, space.num_classes, TableConfig(), {}, entries, fit)

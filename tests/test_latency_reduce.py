@@ -2,22 +2,12 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, planted_table
 
 from anas.errors import AnasError
 from anas.latency.reduce import reduce_space, stage_choices, write_space
-from anas.latency.table import Fit, LatencyTable, TableConfig, space_layers, write_table
+from anas.latency.table import space_layers, write_table
 from anas.space.schema import load_space
-
-
-def planted_table(space, slow=lambda layer: False, factor=10.0) -> LatencyTable:
-    """A table where every block runs at 0.1 ms per MFLOP, except the ``slow`` ones."""
-    entries = {}
-    for layer in space_layers(space):
-        ms = 0.1 * layer.mflops(space.num_classes)
-        entries[layer.key] = ms * factor if layer.kind == "block" and slow(layer) else ms
-    fit = Fit(0.0, 1.0, 0.0, 0.0, [], 1.0, 0.0)
-    return LatencyTable(space, space.num_classes, TableConfig(), {}, entries, fit)
 
 
 def test_slow_kernel_is_dropped_in_every_stage_and_nothing_else(tiny):

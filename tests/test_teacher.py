@@ -6,7 +6,7 @@ import torch
 from conftest import assert_one_line_error, train_until_interrupted
 
 from anas.nn.supernet import Supernet
-from anas.space.arch import ArchBatch, sample_archs
+from anas.space.arch import ArchBatch, largest_arch, sample_archs
 from anas.space.sampling import differing_arch
 from anas.train.config import TrainConfig
 from anas.train.loop import resume_training, start_training
@@ -134,3 +134,21 @@ def test_bad_teacher_options_are_one_line_errors(run_cli):
     ]
     for args, fragment in cases:
         assert_one_line_error(run_cli("train", *args), fragment)
+
+
+def test_eval_weights_teacher_reads_the_teacher_everywhere(tmp_path, run_cli):
+    from anas.evaluate.trained import load_trained_run
+
+    run = tmp_path / "run"
+    options = {**PINAS, "data": "fake", "batch_size": 16, "epochs": 1, "eval_weights": "teacher"}
+    summary = start_training({**options, "run_dir": str(run)}, progress=False)
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    loaded = load_trained_run(run)
+    teacher = state["regularizers"][1]["teacher"]
+    for name, tensor in loaded.supernet.state_dict().items():
+        assert torch.equal(tensor, teacher[name]), name
+    assert any(not torch.equal(teacher[name], tensor) for name, tensor in state["model"].items())
+    assert loaded.evaluate(largest_arch(loaded.space), 1).acc1 == pytest.approx(summary.largest["acc1"])
+    assert_one_line_error(run_cli("train", "--eval-weights", "teacher"), "--eval-weights teacher needs --teacher ema")
+    assert_one_line_error(run_cli("train", "--resume", run, "--teacher", "none", "--no-cross-path",
+                                  "--eval-weights", "student"), "--teacher cannot change")

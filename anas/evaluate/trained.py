@@ -19,6 +19,7 @@ from anas.space.arch import Arch
 from anas.space.space import SearchSpace
 from anas.train.config import TrainConfig, saved_config
 from anas.train.data import DataConfig, DataSplits, calibration_loader, evaluation_loader, load_data
+from anas.train.regularizers.teacher import teacher_weights
 from anas.train.rundir import RunDir, checkpoint_space
 
 DATA_DIR_HELP = ("Data folder of the run's dataset, replacing the one it was trained with (e.g. the ImageNet "
@@ -73,6 +74,14 @@ class TrainedRun:
         return self.supernet.get_active_subnet().to(self.device)
 
 
+def evaluated_weights(config: TrainConfig, state: dict[str, Any]) -> dict[str, Any]:
+    """The supernet weights a run is evaluated with: the student's, or the mean teacher's
+    for a run trained with ``--eval-weights teacher``."""
+    if config.eval_weights == "teacher":
+        return teacher_weights(config, state)
+    return state["model"]
+
+
 def load_trained_run(path: str | Path, device: str | torch.device = "cpu", data_dir: str | None = None) -> TrainedRun:
     """Load ``RUN_DIR/checkpoints/last.pt``; a missing, corrupt or mismatched checkpoint is a
     one-line ``CheckpointError``. ``data_dir`` replaces the run's data folder (the same
@@ -86,8 +95,8 @@ def load_trained_run(path: str | Path, device: str | torch.device = "cpu", data_
     num_classes = int(state.get("num_classes") or space.num_classes)
     supernet = Supernet(space, num_classes, private_bn=config.private_bn)
     try:
-        supernet.load_state_dict(state["model"])
-    except RuntimeError as exc:
+        supernet.load_state_dict(evaluated_weights(config, state))
+    except (RuntimeError, KeyError, IndexError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {run_dir.checkpoint_path} does not match its space: "
                               f"{one_line(exc)}") from None
     device = torch.device(device)

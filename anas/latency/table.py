@@ -477,8 +477,9 @@ class LatencyModel:
         return np.stack([np.ones(len(batch)), self.layer_sum(batch), layer_counts(batch), params], axis=1)
 
     def predict(self, batch: ArchBatch) -> np.ndarray:
-        """Predicted latency in ms of every subnet of ``batch``."""
-        return self.features(batch) @ self.fit.coefficients()
+        """Predicted latency in ms of every subnet of ``batch`` (never below 0: a linear fit
+        can extrapolate below it for subnets far smaller than those it was fitted on)."""
+        return np.maximum(self.features(batch) @ self.fit.coefficients(), 0.0)
 
 
 def load_latency_model(path: str | Path, space: SearchSpace, num_classes: int | None = None,

@@ -27,6 +27,7 @@ from anas.train.samplers.fpnas import check_fpnas_options
 
 AMP_MODES = ("none", "bf16", "fp16")
 TEACHERS = ("none", "ema")
+EVAL_WEIGHTS = ("student", "teacher")
 
 RETIRED_OPTIONS = {"keep_freed_memory"}
 """Options that configurations written by earlier versions hold and that are no longer
@@ -84,6 +85,9 @@ class TrainConfig:
                                      "each on its own augmented view, each learning the teacher's output for the "
                                      "other (needs --teacher ema).")
     cross_path_weight: float = option(1.0, "Weight of the cross-path terms.")
+    eval_weights: str = option("student", f"Weights that evaluation, predict-fit, search --verify, standalone and "
+                                          f"export use: {' | '.join(EVAL_WEIGHTS)} (teacher: the --teacher ema "
+                                          f"one's).")
     # sampling (REFERENCE section 5)
     sampler: str = option("bestup-k3", "Which subnets a step trains.", choices=SAMPLERS)
     estimator: str = option("loss", "Scores attentive candidates.", choices=ESTIMATORS)
@@ -161,6 +165,10 @@ class TrainConfig:
 def check_teacher_options(config: TrainConfig) -> None:
     """Pi-NAS's options go together: a momentum in [0, 1) and cross-path training with the
     EMA teacher, an even number of sampled subnets, and a non-negative weight."""
+    if config.eval_weights not in EVAL_WEIGHTS:
+        raise AnasError(f"unknown --eval-weights {config.eval_weights!r}: use {', '.join(EVAL_WEIGHTS)}")
+    if config.eval_weights == "teacher" and config.teacher != "ema":
+        raise AnasError("--eval-weights teacher needs --teacher ema")
     if config.ema_momentum is not None and not 0 <= config.ema_momentum < 1:
         raise AnasError(f"--ema-momentum must be in [0, 1), got {config.ema_momentum}")
     if config.ema_momentum is not None and config.teacher != "ema":

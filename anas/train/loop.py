@@ -47,7 +47,7 @@ from anas.train.distributed import (
 from anas.train.estimators import EstimatorContext, build_estimator
 from anas.train.recipe import autocast_factory, freeze_all_but, parameter_groups, warmup_cosine
 from anas.train.regularizers import RegularizerContext, build_regularizers
-from anas.train.regularizers.teacher import regularizer_names
+from anas.train.regularizers.teacher import MeanTeacher, regularizer_names
 from anas.train.rundir import (
     CHECKPOINT_FORMAT,
     RunDir,
@@ -333,13 +333,19 @@ class Trainer:
 
     # -- evaluation and bookkeeping -----------------------------------------------------
 
+    def evaluated_model(self) -> torch.nn.Module:
+        """The supernet evaluations read: the student, or the mean teacher (``--eval-weights teacher``)."""
+        if self.config.eval_weights == "teacher":
+            return next(r.teacher for r in self.parts.regularizers if isinstance(r, MeanTeacher))
+        return self.model
+
     def evaluate(self, arch: Arch) -> EvalResult:
         """Every rank recalibrates BN on the same training batches, evaluates its shard of
         the validation split, and the tallies are summed over ranks."""
         config, dist = self.config, self.dist
         calib = calibration_loader(self.data.calib, config.batch_size, config.seed, config.workers)
         val = evaluation_loader(self.data.val, config.batch_size, config.workers, dist.rank, dist.world_size)
-        return evaluate_subnet(self.model, arch, calib, config.calib_batches, val, self.device,
+        return evaluate_subnet(self.evaluated_model(), arch, calib, config.calib_batches, val, self.device,
                                lambda tally: all_reduce_sum(tally, dist))
 
     def _end_of_epoch(self, stats: EpochStats) -> dict[str, Any]:
@@ -409,8 +415,9 @@ def start_training(overrides: dict[str, Any], config_file: str | None = None, pr
                    process_notes=process_notes).fit()
 
 
-FIXED_ON_RESUME = ("private_bn", "train_only")
-"""Options a run keeps: the supernet's shape and the optimizer's parameters depend on them."""
+FIXED_ON_RESUME = ("private_bn", "train_only", "teacher", "regularizer")
+"""Options a run keeps: the supernet's shape, the optimizer's parameters and the saved
+states of the regularizers (a mean teacher's weights) depend on them."""
 
 
 def resume_training(path: str, overrides: dict[str, Any], progress: bool = True,

@@ -33,6 +33,15 @@ def regularizer_names(config) -> list[str]:
     return [*config.regularizer, *([TEACHER] if config.teacher == "ema" else [])]
 
 
+def teacher_weights(config, state: dict) -> dict[str, Any] | None:
+    """The mean teacher's weights in a checkpoint ``state`` of a run with ``config``, or
+    None when the run has no teacher."""
+    names = regularizer_names(config)
+    if TEACHER not in names:
+        return None
+    return state["regularizers"][names.index(TEACHER)]["teacher"]
+
+
 def default_momentum(total_steps: int) -> float:
     """``1 - 10 / total steps`` (at most 0.999, at least 0): the teacher's memory spans
     about a tenth of the run, so a run of a few hundred steps does not keep a teacher close
