@@ -486,7 +486,12 @@ def load_latency_model(path: str | Path, space: SearchSpace, num_classes: int | 
                        device: str | None = None, batch: int | None = None) -> LatencyModel:
     """The latency model of the table at ``path`` for ``space``; refuses a table of another
     device, batch, number of classes or of layers the space does not build."""
-    table = read_latency_table(path)
+    return table_model(read_latency_table(path), path, space, num_classes, device, batch)
+
+
+def table_model(table: LatencyTable, path: str | Path, space: SearchSpace, num_classes: int | None = None,
+                device: str | None = None, batch: int | None = None) -> LatencyModel:
+    """:func:`load_latency_model` of a table already read from ``path``."""
     check_table_matches(table, path, device, batch)
     classes = space.num_classes if num_classes is None else num_classes
     if classes != table.num_classes:

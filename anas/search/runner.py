@@ -26,7 +26,7 @@ from anas.latency.measure import (
     subnet_latency,
     torch_device_of,
 )
-from anas.latency.table import check_table_matches, load_latency_model, read_latency_table
+from anas.latency.table import LatencyTable, check_table_matches, read_latency_table, table_model
 from anas.predict.folder import SIDECAR, has_predictor, load_predictor
 from anas.predict.kinds import Predictor
 from anas.progress import progress_bars
@@ -121,7 +121,8 @@ def search_subnets(options: SearchOptions) -> SearchReport:
     check_budget(options.budget)
     check_calib_batches(options.calib_batches)
     check_seed(options.seed)
-    timing = latency_config(options)
+    table = read_latency_table(options.latency_table) if options.latency_table is not None else None
+    timing = latency_config(options, table)
     device = torch_device_of(timing.device)
     chosen: dict[str, str] = {}
     predictor_folder = Path(options.predictor) if options.predictor else latest_predictor_folder()
@@ -136,7 +137,7 @@ def search_subnets(options: SearchOptions) -> SearchReport:
     trained = _verification_run(options, predictor_folder, predictor, chosen, device.type)
     if trained is not None:
         predictor.check_space(trained.space, f"run {trained.run_dir.path}")
-    measure = latency_measure(options, predictor, timing) if latency_band is not None else None
+    measure = latency_measure(options, predictor, timing, table) if latency_band is not None else None
     problem = SearchProblem(space, predictor, band, params_band, latency_band, latency_band is not None, measure,
                             predictor.num_classes)
     with progress_bars(options.progress) as bars:
@@ -160,13 +161,12 @@ def latency_predicted(options: SearchOptions) -> bool:
     return options.latency_predictor is not None or options.latency_table is not None
 
 
-def latency_config(options: SearchOptions) -> LatencyConfig:
+def latency_config(options: SearchOptions, table: LatencyTable | None = None) -> LatencyConfig:
     """How subnets are timed: ``--device`` and ``--latency-batch``, which default to the
-    latency table's (whose threads onnxruntime also takes); a table of another device or
-    batch than the ones given is refused."""
+    latency ``table``'s (whose threads onnxruntime also takes); a table of another device
+    or batch than the ones given is refused."""
     device, batch, threads = options.device, options.latency_batch, None
-    if options.latency_table is not None:
-        table = read_latency_table(options.latency_table)
+    if table is not None:
         check_table_matches(table, options.latency_table, device, batch)
         device, batch, threads = table.config.device, table.config.batch, table.config.threads
     device = device or "cpu"
@@ -174,13 +174,14 @@ def latency_config(options: SearchOptions) -> LatencyConfig:
     return LatencyConfig(device, batch or 1, 3, options.latency_runs, threads if device == ORT_CPU else None)
 
 
-def latency_measure(options: SearchOptions, predictor: Predictor, timing: LatencyConfig) -> Callable[[Arch], float]:
+def latency_measure(options: SearchOptions, predictor: Predictor, timing: LatencyConfig,
+                    table: LatencyTable | None = None) -> Callable[[Arch], float]:
     """How a subnet's latency is known: timed as ``timing`` says (each subnet once), or
-    predicted by the latency table of ``--latency-table`` or the latency model of
+    predicted by the latency ``table`` of ``--latency-table`` or the latency model of
     ``--latency-predictor``."""
-    if options.latency_table is not None:
-        table_model = load_latency_model(options.latency_table, predictor.space, predictor.num_classes)
-        return lambda arch: float(table_model.predict(ArchBatch.from_archs([arch]))[0])
+    if table is not None:
+        model_of_table = table_model(table, options.latency_table, predictor.space, predictor.num_classes)
+        return lambda arch: float(model_of_table.predict(ArchBatch.from_archs([arch]))[0])
     if options.latency_predictor is None:
         return LatencyCache(predictor.space, timing, predictor.num_classes)
     model = load_predictor(options.latency_predictor)
