@@ -67,6 +67,8 @@ METHODS: dict[str, dict] = {
     "fpnas": {"train": {"sampler": "fpnas", "holdout": 0.1, "flops_target": 1.0}},
     # Pi-NAS, supervised form: a mean teacher, cross-path pairs on two views (uniform A, as the baseline row)
     "pinas-ema-cross-path": {"train": {"sampler": "uniform", "teacher": "ema", "cross_path": True}},
+    # Pi-NAS, label-free form: cross-path InfoNCE, no labels; subnets measured by a linear probe
+    "pinas-contrastive": {"train": {"objective": "contrastive"}},
 }
 """Each method: its options of ``anas train`` (on top of the README's main job; an
 ``epochs`` here is the method's own) and how it ranks subnets: ``rank_by`` names a

@@ -98,3 +98,18 @@ def test_torchrun_command_line(tmp_path):
     trained = [name for name, tensor in state["model"].items()
                if name.endswith(("weight", "bias")) and not torch.equal(tensor, initial[name])]
     assert trained and all(".project.bn." in name for name in trained)
+
+
+def test_torchrun_label_free_gathers_the_keys_of_every_rank(tmp_path):
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            "-m", "anas", "train", "--data", "fake", "--epochs", "1", "--batch-size", "8",
+            "--calib-batches", "1", "--run-dir", str(run), "--json", "--objective", "contrastive",
+            "--queue-size", "48"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["largest"]["images"] == 64  # the linear probe's, on all of val
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["global_step"] == 16
+    assert state["objective"]["pointer"] == 16 * 16 % 48  # 16 keys a step: both ranks' 8

@@ -13,13 +13,14 @@ import torch
 
 from anas.errors import CheckpointError, one_line
 from anas.nn.evaluate import EvalResult, evaluate_subnet
+from anas.nn.probe import probe_subnet
 from anas.nn.static import StaticNet
 from anas.nn.supernet import Supernet
 from anas.space.arch import Arch
 from anas.space.space import SearchSpace
 from anas.train.config import TrainConfig, saved_config
-from anas.train.data import DataConfig, DataSplits, calibration_loader, evaluation_loader, load_data
-from anas.train.regularizers.teacher import teacher_weights
+from anas.train.data import DataSplits, calibration_loader, evaluation_loader, load_data
+from anas.train.objectives import OBJECTIVES
 from anas.train.rundir import RunDir, checkpoint_space
 
 DATA_DIR_HELP = ("Data folder of the run's dataset, replacing the one it was trained with (e.g. the ImageNet "
@@ -39,9 +40,7 @@ class TrainedRun:
     @cached_property
     def data(self) -> DataSplits:
         """The run's dataset (same split, holdout and seed as in training)."""
-        c = self.config
-        return load_data(DataConfig(name=c.data, data_dir=c.data_dir, download=False,
-                                    resolution=max(self.space.resolutions), holdout=c.holdout, seed=c.seed))
+        return load_data(self.config.data_config(max(self.space.resolutions), download=False))
 
     @cached_property
     def checkpoint_id(self) -> str:
@@ -57,16 +56,21 @@ class TrainedRun:
         return calibration_loader(self.data.calib, c.batch_size, c.seed, c.workers)
 
     def evaluation_batches(self, split: str = "val"):
-        """``val`` or ``holdout`` (the held-out part of the training split)."""
-        dataset = self.data.holdout if split == "holdout" else self.data.val
+        """``val``, ``holdout`` (the held-out part of the training split) or ``probe`` (the
+        labelled images a label-free run's linear probes are fit on)."""
+        dataset = {"holdout": self.data.holdout, "probe": self.data.probe}.get(split, self.data.val)
         if dataset is None:
             raise CheckpointError(f"run {self.run_dir.path} was trained without --holdout: no holdout split")
         return evaluation_loader(dataset, self.config.batch_size, self.config.workers)
 
     def evaluate(self, arch: Arch, calib_batches: int | None = None, split: str = "val") -> EvalResult:
-        """Accuracy of ``arch`` after BN recalibration on training batches."""
-        return evaluate_subnet(self.supernet, arch, self.calibration_batches(),
-                               calib_batches or self.config.calib_batches, self.evaluation_batches(split), self.device)
+        """Accuracy of ``arch`` after BN recalibration on training batches: of its
+        classifier, or for a run trained without labels of a linear probe on its features."""
+        calib, num_calib = self.calibration_batches(), calib_batches or self.config.calib_batches
+        if self.data.probe is not None:
+            return probe_subnet(self.supernet, arch, calib, num_calib, self.evaluation_batches("probe"),
+                                self.evaluation_batches(split), self.device)
+        return evaluate_subnet(self.supernet, arch, calib, num_calib, self.evaluation_batches(split), self.device)
 
     def extract(self, arch: Arch) -> StaticNet:
         """The static network of ``arch`` with the trained weights (BN not yet recalibrated)."""
@@ -78,7 +82,7 @@ def evaluated_weights(config: TrainConfig, state: dict[str, Any]) -> dict[str, A
     """The supernet weights a run is evaluated with: the student's, or the mean teacher's
     for a run trained with ``--eval-weights teacher``."""
     if config.eval_weights == "teacher":
-        return teacher_weights(config, state)
+        return OBJECTIVES.get(config.objective).teacher_weights(config, state)
     return state["model"]
 
 

@@ -103,10 +103,18 @@ def evaluate_subnet(supernet, arch: Arch, calib_batches: Iterable, num_calib: in
     """Extract ``arch`` from the supernet, recalibrate its BN, evaluate it, both on images at
     the subnet's resolution. The supernet's active subnet and mode are left as they were.
     Torch's RNG is forked, so evaluation never changes the training's random stream."""
+    net = recalibrated_subnet(supernet, arch, calib_batches, num_calib, device)
+    return evaluate(net, at_resolution(val_batches, arch.resolution), device, reduce)
+
+
+def recalibrated_subnet(supernet, arch: Arch, calib_batches: Iterable, num_calib: int,
+                        device: torch.device | str = "cpu") -> nn.Module:
+    """The static network of ``arch`` with the supernet's weights and its BN statistics
+    re-estimated (``recalibrate_subnet``), in eval mode; the supernet's active subnet and
+    mode are left as they were."""
     previous, was_training = supernet.active_arch, supernet.training
     supernet.set_active(arch)
     net = supernet.get_active_subnet().to(device)
     supernet.set_active(previous)
     supernet.train(was_training)
-    recalibrate_subnet(net, arch.resolution, calib_batches, num_calib, device)
-    return evaluate(net, at_resolution(val_batches, arch.resolution), device, reduce)
+    return recalibrate_subnet(net, arch.resolution, calib_batches, num_calib, device)

@@ -161,9 +161,12 @@ class ClassifierHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(width, num_classes)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The ``width`` features the classifier reads (before dropout)."""
+        return self.act(self.mix(self.expand(x).mean((2, 3))))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act(self.mix(self.expand(x).mean((2, 3))))
-        return self.classifier(self.dropout(x))
+        return self.classifier(self.dropout(self.features(x)))
 
 
 class StaticNet(nn.Module):
@@ -209,4 +212,8 @@ class StaticNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.first_conv(x)))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features the classifier reads."""
+        return self.head.features(self.blocks(self.first_conv(x)))
 

@@ -252,13 +252,18 @@ class DynamicHead(nn.Module):
         self.expand.active_in, self.expand.active_out = c_in, self.expand_ratio * c_in
         self.active_width = width
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The ``active_width`` features the classifier reads (before dropout)."""
         width = self.active_width
         x = self.expand(x).mean((2, 3))
-        x = self.act(F.linear(x, crop(self.mix.weight, width, self.expand.active_out).view(width, -1)))
+        return self.act(F.linear(x, crop(self.mix.weight, width, self.expand.active_out).view(width, -1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
         if self.dropout > 0:
             x = F.dropout(x, self.dropout, self.training)
-        return F.linear(x, crop(self.classifier.weight, self.classifier.out_features, width), self.classifier.bias)
+        return F.linear(x, crop(self.classifier.weight, self.classifier.out_features, self.active_width),
+                        self.classifier.bias)
 
 
 class Supernet(nn.Module):
@@ -329,12 +334,20 @@ class Supernet(nn.Module):
                 bn.update_stats = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The active subnet's pooled features, those its classifier reads."""
+        return self.head.features(self.body(x))
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        """The active subnet up to its head: first conv and blocks, on ``x`` resized."""
         arch = self.active_arch
         x = self.first_conv(resize(x, arch.resolution))
         for stage, depth in zip(self.stages, arch.depth):
             for block in islice(stage, depth):
                 x = block(x)
-        return self.head(x)
+        return x
 
     # -- extraction ---------------------------------------------------------------------
 

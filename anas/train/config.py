@@ -18,8 +18,9 @@ from anas.checks import SUBNET_BYTES, check_memory, check_seed
 from anas.device import check_device_name
 from anas.errors import AnasError
 from anas.io import read_yaml
-from anas.train.data import DATASETS
+from anas.train.data import DATASETS, DataConfig
 from anas.train.estimators import ESTIMATORS, check_estimator_config
+from anas.train.objectives import OBJECTIVES
 from anas.train.recipe import TRAIN_ONLY
 from anas.train.regularizers import REGULARIZERS, check_regularizers
 from anas.train.samplers import SAMPLERS
@@ -75,10 +76,17 @@ class TrainConfig:
                                     "the classifier is re-initialized when the class count differs.")
     private_bn: bool = option(False, "A projection-BN scale and shift per kernel and expand choice (BN-NAS).")
     train_only: str = option("all", f"Parameters that train: {' | '.join(TRAIN_ONLY)} (bn: the BN-NAS indicator's).")
+    objective: str = option("supervised", "What the supernet learns from: the labels (sandwich rule), or the "
+                                          "images alone (contrastive: Pi-NAS's label-free cross-path InfoNCE; "
+                                          "subnets are then measured by a linear probe).", choices=OBJECTIVES)
+    queue_size: int | None = option(None, "Contrastive: negatives kept in the queue.",
+                                    default_text="2^k <= a quarter of the training images, 256..65536")
+    temperature: float | None = option(None, "Contrastive: InfoNCE temperature.", default_text="0.2")
     regularizer: list[str] = option(help="Loss terms of the step (repeatable).", default_factory=lambda: ["kd"],
                                     choices=REGULARIZERS)
-    teacher: str = option("none", f"Teacher of the sampled subnets: {' | '.join(TEACHERS)} (ema: Pi-NAS's mean "
-                                  "teacher, an EMA of the supernet, instead of the largest subnet).")
+    teacher: str | None = option(None, f"Teacher of the sampled subnets: {' | '.join(TEACHERS)} (ema: Pi-NAS's "
+                                       "mean teacher, an EMA of the supernet, instead of the largest subnet).",
+                                 default_text="none (ema with --objective contrastive)")
     ema_momentum: float | None = option(None, "Momentum m of --teacher ema: teacher <- m teacher + (1 - m) student.",
                                         default_text="1 - 10 / total steps, at most 0.999")
     cross_path: bool = option(False, "Pi-NAS cross-path: sampled subnets in pairs that differ in every setting, "
@@ -89,7 +97,8 @@ class TrainConfig:
                                           f"export use: {' | '.join(EVAL_WEIGHTS)} (teacher: the --teacher ema "
                                           f"one's).")
     # sampling (REFERENCE section 5)
-    sampler: str = option("bestup-k3", "Which subnets a step trains.", choices=SAMPLERS)
+    sampler: str | None = option(None, "Which subnets a step trains.", choices=SAMPLERS,
+                                 default_text="bestup-k3 (uniform with --objective contrastive)")
     estimator: str = option("loss", "Scores attentive candidates.", choices=ESTIMATORS)
     predictor: str | None = option(None, "Predictor folder of anas predict-fit (with --estimator predictor).")
     flops_target: float | None = option(None, "FP-NAS: MFLOPs above which subnets pay the hinge cost.")
@@ -111,8 +120,17 @@ class TrainConfig:
     run_dir: str | None = option(None, "Run folder.", default_text="runs/<space>-<data>-<sampler>-<time>")
     save_every: int = option(0, "Also checkpoint every N steps (0: each epoch only).")
 
+    def __post_init__(self) -> None:
+        """Options left unset take the objective's defaults (a label-free objective samples
+        uniformly and has a mean teacher)."""
+        if self.objective in OBJECTIVES:
+            for name, value in OBJECTIVES.get(self.objective).defaults.items():
+                if getattr(self, name) is None:
+                    setattr(self, name, value)
+
     def validate(self) -> None:
         """Refuse bad values with a one-line error naming the option."""
+        OBJECTIVES.get(self.objective).check_config(self)
         SAMPLERS.resolve(self.sampler)
         ESTIMATORS.resolve(self.estimator)
         check_estimator_config(self.estimator, self)
@@ -155,6 +173,12 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def data_config(self, resolution: int, download: bool | None = None) -> DataConfig:
+        """The data a run trains on, with images of ``resolution`` pixels."""
+        return DataConfig(name=self.data, data_dir=self.data_dir, download=self.download if download is None else download,
+                          resolution=resolution, holdout=self.holdout, seed=self.seed,
+                          label_free=OBJECTIVES.get(self.objective).label_free)
 
     def default_run_dir(self) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")

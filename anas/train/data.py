@@ -9,6 +9,10 @@ Datasets: ``digits`` (scikit-learn's 8x8 digits, embedded, never downloaded; the
 ``cifar10`` / ``cifar100`` (torchvision), ``imagefolder`` (``DATA_DIR/{train,val}/<class>/``)
 and ``fake`` (seeded random tensors, for smoke tests). ``make_loader`` gives the same
 batches in the same order for the same (seed, epoch), whatever ran before.
+
+For label-free training (``DataConfig.label_free``) the training split gets MoCo v2's
+stronger augmentation, an imagefolder ``train/`` may hold images without class
+subfolders, and ``DataSplits.probe`` holds the labelled images a linear probe is fit on.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ CIFAR_STATS = {
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DIGITS_VAL_SIZE = 360
+CONTRASTIVE_CROP_SCALE = (0.2, 1.0)  # MoCo v2's random resized crop
 Stats = tuple[float, float, float]
 
 
@@ -45,6 +50,7 @@ class DataConfig:
     fake_train_size: int = 256
     fake_val_size: int = 64
     fake_classes: int = 10
+    label_free: bool = False  # label-free training: MoCo v2 augmentation, unlabelled train/, a probe split
 
 
 @dataclass
@@ -53,6 +59,7 @@ class DataSplits:
     calib: Dataset  # the same images and augmentation as train (BN recalibration)
     holdout: Dataset | None  # held-out training images, eval transforms; None when holdout == 0
     val: Dataset  # validation split, eval transforms
+    probe: Dataset | None  # labelled training images, eval transforms, to fit a linear probe on (contrastive)
     num_classes: int
     class_names: list[str]
     mean: Stats  # normalization applied to every split
@@ -61,13 +68,20 @@ class DataSplits:
 
 class TensorImages(Dataset):
     """Precomputed un-normalized images [N, 3, R, R] with labels; normalizes each item and,
-    when ``max_shift`` > 0, translates it by up to that many pixels (zero-filled)."""
+    when ``max_shift`` > 0, translates it by up to that many pixels (zero-filled); with a
+    ``crop_scale`` range, then crops a random part of that area range and resizes it back
+    (torchvision's ``RandomResizedCrop``)."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: Stats, std: Stats,
-                 max_shift: int = 0):
+                 max_shift: int = 0, crop_scale: tuple[float, float] | None = None):
         self.images, self.labels, self.max_shift = images, labels, max_shift
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self.crop = None
+        if crop_scale is not None:
+            from torchvision.transforms import v2
+
+            self.crop = v2.RandomResizedCrop(images.shape[-1], scale=crop_scale, antialias=True)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -76,23 +90,43 @@ class TensorImages(Dataset):
         image = self.images[index]
         if self.max_shift > 0:
             image = random_translate(image, self.max_shift)
+        if self.crop is not None:
+            image = self.crop(image)
         return (image - self.mean) / self.std, int(self.labels[index])
 
 
-class TwoViews(Dataset):
-    """Each item of ``dataset`` read twice: two independently augmented views stacked
-    ``[2, C, H, W]``, and the label (Pi-NAS's cross-path training)."""
+class Views(Dataset):
+    """Each item of ``dataset`` read ``count`` times: independently augmented views stacked
+    ``[count, C, H, W]``, and the label (Pi-NAS's cross-path and contrastive training)."""
 
-    def __init__(self, dataset: Dataset):
-        self.dataset = dataset
+    def __init__(self, dataset: Dataset, count: int):
+        self.dataset, self.count = dataset, count
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        first, label = self.dataset[index]
-        second, _ = self.dataset[index]
-        return torch.stack([first, second]), label
+        views = [self.dataset[index] for _ in range(self.count)]
+        return torch.stack([image for image, _ in views]), views[0][1]
+
+
+class UnlabelledImages(Dataset):
+    """The images under ``folder`` (any depth, torchvision's image extensions), sorted, each
+    with label -1: a training split read for its images alone."""
+
+    def __init__(self, folder: Path, transform):
+        from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader
+
+        self.paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS)
+        if not self.paths:
+            raise DataError(f"no images in {folder}")
+        self.transform, self.loader = transform, default_loader
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(self.loader(str(self.paths[index]))), -1
 
 
 def random_translate(image: torch.Tensor, max_shift: int) -> torch.Tensor:
@@ -110,10 +144,17 @@ def load_data(config: DataConfig) -> DataSplits:
     loaders = {"digits": _load_digits, "cifar10": _load_cifar, "cifar100": _load_cifar,
                "imagefolder": _load_imagefolder, "fake": _load_fake}
     train, plain_train, val, class_names, mean, std = loaders[config.name](config)
+    labelled = not isinstance(train, UnlabelledImages)
     holdout = None
     if config.holdout > 0:
-        train, holdout = _split_holdout(train, plain_train, config.holdout, config.seed)
-    return DataSplits(train=train, calib=train, holdout=holdout, val=val,
+        if not labelled:
+            raise DataError(f"--holdout needs labelled training images: {config.data_dir}/train has no class "
+                            f"subfolders")
+        train, holdout, plain_train = _split_holdout(train, plain_train, config.holdout, config.seed)
+    probe = None
+    if config.label_free:  # the probe fits on labelled training images, else on half of val
+        probe, val = (plain_train, val) if labelled else _split_halves(val, config.seed)
+    return DataSplits(train=train, calib=train, holdout=holdout, val=val, probe=probe,
                       num_classes=len(class_names), class_names=class_names, mean=mean, std=std)
 
 
@@ -130,16 +171,26 @@ def _check_config(config: DataConfig) -> None:
 
 
 def _split_holdout(augmented: Dataset, plain: Dataset, fraction: float,
-                  seed: int) -> tuple[Subset, Subset]:
+                   seed: int) -> tuple[Subset, Subset, Subset]:
     """Split the training images by a seeded permutation: the first ``round(fraction * n)``
-    become the holdout (from ``plain``, eval transforms), the rest stay in training."""
+    become the holdout (from ``plain``, eval transforms), the rest stay in training
+    (returned from ``augmented`` and from ``plain``)."""
     total = len(augmented)
     count = round(fraction * total)
     if not 1 <= count <= total - 1:
         raise DataError(f"holdout {fraction} of {total} training images leaves {count} held out "
                         f"and {total - count} for training; both need at least 1")
     order = np.random.default_rng(seed).permutation(total).tolist()
-    return Subset(augmented, order[count:]), Subset(plain, order[:count])
+    return Subset(augmented, order[count:]), Subset(plain, order[:count]), Subset(plain, order[count:])
+
+
+def _split_halves(dataset: Dataset, seed: int) -> tuple[Subset, Subset]:
+    """Two halves of ``dataset`` by a seeded permutation (the second gets the odd image)."""
+    order = np.random.default_rng(seed).permutation(len(dataset)).tolist()
+    half = len(order) // 2
+    if half == 0:
+        raise DataError(f"the validation split has {len(order)} image(s): a linear probe needs at least 2")
+    return Subset(dataset, order[:half]), Subset(dataset, order[half:])
 
 
 def _load_digits(config: DataConfig):
@@ -156,7 +207,8 @@ def _load_digits(config: DataConfig):
     train_images, train_labels = images[train_index], labels[train_index]
     mean = (round(float(train_images.mean()), 4),) * 3
     std = (round(float(train_images.std()), 4),) * 3
-    train = TensorImages(train_images, train_labels, mean, std, config.resolution // 8)
+    crop_scale = CONTRASTIVE_CROP_SCALE if config.label_free else None
+    train = TensorImages(train_images, train_labels, mean, std, config.resolution // 8, crop_scale)
     plain = TensorImages(train_images, train_labels, mean, std)
     val = TensorImages(images[val_index], labels[val_index], mean, std)
     return train, plain, val, [str(d) for d in range(10)], mean, std
@@ -186,14 +238,28 @@ def _load_cifar(config: DataConfig):
     from torchvision import transforms  # torchvision is slow to import: only when needed
 
     resize = [transforms.Resize(config.resolution)] if config.resolution != 32 else []
-    train_tf = transforms.Compose([transforms.RandomCrop(32, padding=4),
-                                   transforms.RandomHorizontalFlip(), *resize,
-                                   transforms.ToTensor(), transforms.Normalize(mean, std)])
+    crop = (_moco_augmentation(32, blur=False) if config.label_free
+            else [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()])
+    train_tf = transforms.Compose([*crop, *resize, transforms.ToTensor(), transforms.Normalize(mean, std)])
     eval_tf = transforms.Compose([*resize, transforms.ToTensor(), transforms.Normalize(mean, std)])
     train = _open_cifar(config, train=True, transform=train_tf, download=config.download)
     val = _open_cifar(config, train=False, transform=eval_tf, download=False)
-    plain = _open_cifar(config, True, eval_tf, False) if config.holdout > 0 else train
+    plain = _open_cifar(config, True, eval_tf, False) if config.holdout > 0 or config.label_free else train
     return train, plain, val, list(train.classes), mean, std
+
+
+def _moco_augmentation(resolution: int, blur: bool) -> list:
+    """MoCo v2's augmentation of PIL images: random resized crop of 20-100 % of the area,
+    colour jitter (p 0.8), grayscale (p 0.2), Gaussian blur (p 0.5, ImageNet-sized images
+    only), horizontal flip."""
+    from torchvision import transforms
+
+    kernel = max(3, resolution // 10 // 2 * 2 + 1)  # odd, about a tenth of the image
+    return [transforms.RandomResizedCrop(resolution, scale=CONTRASTIVE_CROP_SCALE),
+            transforms.RandomApply([transforms.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+            transforms.RandomGrayscale(p=0.2),
+            *([transforms.RandomApply([transforms.GaussianBlur(kernel, (0.1, 2.0))], p=0.5)] if blur else []),
+            transforms.RandomHorizontalFlip()]
 
 
 def _open_cifar(config: DataConfig, train: bool, transform, download: bool) -> Dataset:
@@ -211,7 +277,8 @@ def _open_cifar(config: DataConfig, train: bool, transform, download: bool) -> D
 
 
 def _load_imagefolder(config: DataConfig):
-    """``data_dir/train/<class>/*`` and ``data_dir/val/<class>/*`` with ImageNet-style transforms."""
+    """``data_dir/train/<class>/*`` and ``data_dir/val/<class>/*`` with ImageNet-style
+    transforms; for label-free training ``train/`` may hold images without class folders."""
     if config.data_dir is None:
         raise DataError("--data imagefolder needs --data-dir")
     root = Path(config.data_dir)
@@ -225,21 +292,28 @@ def _load_imagefolder(config: DataConfig):
     from torchvision import transforms
 
     normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
-    train_tf = transforms.Compose([transforms.RandomResizedCrop(res),
-                                   transforms.RandomHorizontalFlip(),
-                                   transforms.ToTensor(), normalize])
+    augment = (_moco_augmentation(res, blur=True) if config.label_free
+               else [transforms.RandomResizedCrop(res), transforms.RandomHorizontalFlip()])
+    train_tf = transforms.Compose([*augment, transforms.ToTensor(), normalize])
     eval_tf = transforms.Compose([transforms.Resize(int(round(res / 0.875))),
                                   transforms.CenterCrop(res), transforms.ToTensor(), normalize])
-    train = _open_image_folder(root / "train", train_tf)
     val = _open_image_folder(root / "val", eval_tf)
+    if config.label_free and not _class_folders(root / "train"):
+        train = UnlabelledImages(root / "train", train_tf)
+        return train, train, val, list(val.classes), IMAGENET_MEAN, IMAGENET_STD
+    train = _open_image_folder(root / "train", train_tf)
     if train.classes != val.classes:
         only_train = sorted(set(train.classes) - set(val.classes))
         only_val = sorted(set(val.classes) - set(train.classes))
         raise DataError(f"imagefolder data dir {root}: train/ and val/ have different classes "
                         f"(only in train: {', '.join(only_train) or '-'}; "
                         f"only in val: {', '.join(only_val) or '-'})")
-    plain = _open_image_folder(root / "train", eval_tf) if config.holdout > 0 else train
+    plain = _open_image_folder(root / "train", eval_tf) if config.holdout > 0 or config.label_free else train
     return train, plain, val, list(train.classes), IMAGENET_MEAN, IMAGENET_STD
+
+
+def _class_folders(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.is_dir()]
 
 
 def _open_image_folder(folder: Path, transform):

@@ -84,6 +84,16 @@ def all_reduce_gradients(params: list[torch.nn.Parameter], ctx: DistContext) -> 
         offset += n
 
 
+def all_gather_cat(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Every rank's ``tensor`` (same shape on all) concatenated along the first dimension in
+    rank order, on every rank."""
+    if not ctx.enabled:
+        return tensor
+    gathered = [torch.empty_like(tensor) for _ in range(ctx.world_size)]
+    dist.all_gather(gathered, tensor.contiguous())
+    return torch.cat(gathered)
+
+
 def gather_objects(obj, ctx: DistContext) -> list:
     """Every rank's ``obj`` in rank order, on every rank (processes of one job only)."""
     if not ctx.enabled:

@@ -1,7 +1,8 @@
 """Supernet training, from one CPU to many GPUs: the run around the sandwich step.
 
 :class:`Trainer` sets a run up (data, supernet, optimizer, schedule, sampler,
-regularizers), runs epochs of :func:`~anas.train.step.sandwich_step`, and keeps the books:
+regularizers, objective), runs epochs of the objective's step (by default the sandwich
+rule, :func:`~anas.train.step.sandwich_step`), and keeps the books:
 metrics, checkpoints (with every random state, so a resumed run is bit for bit the
 uninterrupted one), evaluation of the smallest and largest subnet, progress.
 ``start_training`` and ``resume_training`` are the entry points.
@@ -19,6 +20,7 @@ import torch
 from anas.device import resolve_device
 from anas.errors import AnasError, CheckpointError, one_line
 from anas.nn.evaluate import EvalResult, evaluate_subnet
+from anas.nn.probe import probe_subnet
 from anas.nn.supernet import Supernet
 from anas.progress import Bars, progress_bars
 from anas.space.arch import Arch, largest_arch, smallest_arch
@@ -27,9 +29,8 @@ from anas.space.schema import load_space, space_to_dict
 from anas.space.space import SearchSpace
 from anas.train.config import TrainConfig, build_config, config_from_mapping, read_config_file
 from anas.train.data import (
-    DataConfig,
     DataSplits,
-    TwoViews,
+    Views,
     calibration_loader,
     evaluation_loader,
     load_data,
@@ -45,9 +46,9 @@ from anas.train.distributed import (
     process_group,
 )
 from anas.train.estimators import EstimatorContext, build_estimator
+from anas.train.objectives import OBJECTIVES, ObjectiveContext, build_objective
 from anas.train.recipe import autocast_factory, freeze_all_but, parameter_groups, warmup_cosine
 from anas.train.regularizers import RegularizerContext, build_regularizers
-from anas.train.regularizers.teacher import MeanTeacher, regularizer_names
 from anas.train.rundir import (
     CHECKPOINT_FORMAT,
     RunDir,
@@ -57,7 +58,7 @@ from anas.train.rundir import (
     restore_rng_state,
 )
 from anas.train.samplers import SamplerContext, build_sampler
-from anas.train.step import SandwichParts, StepLosses, StepParts, sandwich_step
+from anas.train.step import SandwichParts, StepLosses, StepParts
 
 
 @dataclass
@@ -114,10 +115,7 @@ class Trainer:
         self.dist: DistContext = init_distributed(self.device.type) if dist is None else dist
         if self.device.type == "cuda" and self.dist.enabled:
             self.device = torch.device("cuda", self.dist.local_rank)
-        self.data: DataSplits = load_data(DataConfig(
-            name=config.data, data_dir=config.data_dir, download=config.download,
-            resolution=max(space.resolutions), holdout=config.holdout, seed=config.seed,
-        ))
+        self.data: DataSplits = load_data(config.data_config(max(space.resolutions)))
         self.num_classes = config.num_classes or self.data.num_classes
         if self.num_classes < self.data.num_classes:
             raise AnasError(f"--num-classes {self.num_classes} is below the {self.data.num_classes} classes of the data")
@@ -152,28 +150,34 @@ class Trainer:
         return Supernet(self.space, self.num_classes, private_bn=self.config.private_bn)
 
     def build_parts(self) -> StepParts:
+        """The parts of a supernet's step; builds the run's objective (``self.objective``) too."""
         config, space, model = self.config, self.space, self.model
+        total_steps = self.steps_per_epoch * config.epochs
+        self.objective = build_objective(config.objective, ObjectiveContext(
+            space, config, model, total_steps, len(self.data.train), self.dist))
         estimator_context = EstimatorContext(space, config, model, lambda t: all_reduce_mean(t, self.dist),
                                              self.autocast)
         sampler = build_sampler(config.sampler, SamplerContext(
             space, config, self.num_classes, lambda: build_estimator(config.estimator, estimator_context),
             self.steps_per_epoch, self._heldout_batch if self.data.holdout is not None else None))
         return SandwichParts(
-            **self._optimization(), sampler=sampler,
-            regularizers=build_regularizers(regularizer_names(config), RegularizerContext(
-                space, config, model, self.steps_per_epoch * config.epochs)),
+            **self._optimization(self.objective.modules()), sampler=sampler,
+            regularizers=build_regularizers(self.objective.regularizer_names(config), RegularizerContext(
+                space, config, model, total_steps)),
             largest=largest_arch(space), smallest=smallest_arch(space), num_middle=config.num_subnets - 2,
             dropout=space.dropout if config.dropout is None else config.dropout,
             drop_connect=config.drop_connect, drop_connect_stages=config.drop_connect_stages,
             space=space, cross_path=config.cross_path,
         )
 
-    def _optimization(self) -> dict[str, Any]:
+    def _optimization(self, extra_modules: list[torch.nn.Module] = ()) -> dict[str, Any]:
         """The :class:`StepParts` of the recipe: SGD with the learning rate scaled by the
-        global batch, warm-up and cosine schedule, mixed precision, ranks, clipping."""
+        global batch, warm-up and cosine schedule, mixed precision, ranks, clipping. The
+        optimizer trains the model and ``extra_modules`` (an objective's)."""
         config = self.config
         world_batch = config.batch_size * self.dist.world_size
-        optimizer = torch.optim.SGD(parameter_groups(self.model, config.weight_decay),
+        trained = torch.nn.ModuleList([self.model, *extra_modules]) if extra_modules else self.model
+        optimizer = torch.optim.SGD(parameter_groups(trained, config.weight_decay),
                                     lr=config.lr * world_batch / 256, momentum=config.momentum,
                                     nesterov=config.nesterov)
         total = self.steps_per_epoch * config.epochs
@@ -195,17 +199,19 @@ class Trainer:
         return f"{self.trainable:,} of {total:,} parameters trainable{only}"
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> StepLosses:
-        return sandwich_step(self.parts, images, labels, self.global_step)
+        return self.objective.step(self.parts, images, labels, self.global_step)
 
     def plugin_state(self) -> dict[str, Any]:
-        """The states of the sampler and the regularizers, for the checkpoint."""
+        """The states of the sampler, the regularizers and the objective, for the checkpoint."""
         return {"sampler": self.parts.sampler.state_dict(),
-                "regularizers": [regularizer.state_dict() for regularizer in self.parts.regularizers]}
+                "regularizers": [regularizer.state_dict() for regularizer in self.parts.regularizers],
+                "objective": self.objective.state_dict()}
 
     def load_plugin_state(self, state: dict[str, Any]) -> None:
         self.parts.sampler.load_state_dict(state["sampler"])
         for regularizer, saved in zip(self.parts.regularizers, state.get("regularizers", [])):
             regularizer.load_state_dict(saved)
+        self.objective.load_state_dict(state.get("objective", {}))
 
     def evaluate_now(self) -> dict[str, EvalResult]:
         """What an evaluation measures: the smallest and the largest subnet."""
@@ -221,7 +227,8 @@ class Trainer:
         return torch.stack(images).to(self.device), torch.as_tensor(labels).to(self.device)
 
     def _train_loader(self, epoch: int):
-        train = TwoViews(self.data.train) if self.config.cross_path else self.data.train
+        views = OBJECTIVES.get(self.config.objective).views(self.config)
+        train = Views(self.data.train, views) if views > 1 else self.data.train
         return make_loader(train, self.config.batch_size, shuffle=True, seed=self.config.seed,
                            epoch=epoch, workers=self.config.workers, drop_last=True,
                            rank=self.dist.rank, world_size=self.dist.world_size)
@@ -336,14 +343,19 @@ class Trainer:
     def evaluated_model(self) -> torch.nn.Module:
         """The supernet evaluations read: the student, or the mean teacher (``--eval-weights teacher``)."""
         if self.config.eval_weights == "teacher":
-            return next(r.teacher for r in self.parts.regularizers if isinstance(r, MeanTeacher))
+            return self.objective.teacher_model(self.parts)
         return self.model
 
     def evaluate(self, arch: Arch) -> EvalResult:
         """Every rank recalibrates BN on the same training batches, evaluates its shard of
-        the validation split, and the tallies are summed over ranks."""
+        the validation split, and the tallies are summed over ranks. A label-free run's
+        subnets are measured by a linear probe instead, each rank fitting the same one."""
         config, dist = self.config, self.dist
         calib = calibration_loader(self.data.calib, config.batch_size, config.seed, config.workers)
+        if self.data.probe is not None:
+            return probe_subnet(self.evaluated_model(), arch, calib, config.calib_batches,
+                                evaluation_loader(self.data.probe, config.batch_size, config.workers),
+                                evaluation_loader(self.data.val, config.batch_size, config.workers), self.device)
         val = evaluation_loader(self.data.val, config.batch_size, config.workers, dist.rank, dist.world_size)
         return evaluate_subnet(self.evaluated_model(), arch, calib, config.calib_batches, val, self.device,
                                lambda tally: all_reduce_sum(tally, dist))
@@ -415,9 +427,9 @@ def start_training(overrides: dict[str, Any], config_file: str | None = None, pr
                    process_notes=process_notes).fit()
 
 
-FIXED_ON_RESUME = ("private_bn", "train_only", "teacher", "regularizer")
+FIXED_ON_RESUME = ("private_bn", "train_only", "objective", "teacher", "regularizer", "queue_size")
 """Options a run keeps: the supernet's shape, the optimizer's parameters and the saved
-states of the regularizers (a mean teacher's weights) depend on them."""
+states of the objective and the regularizers (a mean teacher's weights, a queue) depend on them."""
 
 
 def resume_training(path: str, overrides: dict[str, Any], progress: bool = True,

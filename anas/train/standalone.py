@@ -91,8 +91,11 @@ def train_standalone(config: TrainConfig, space: SearchSpace, arch: Arch, folder
     """Train ``arch`` on its own in ``folder`` with ``config`` (a supernet run's, with the
     epochs and seed wanted), continuing from the folder's checkpoint when it has one."""
     run_dir = RunDir(folder)
-    # a network trained on its own trains every weight; private BNs are a supernet's
-    config = replace(config, run_dir=str(run_dir.path), train_only="all", private_bn=False, init=None)
+    # a network trained on its own learns from the labels with every weight, one view per
+    # image; private BNs, teachers and label-free objectives are a supernet's
+    config = replace(config, run_dir=str(run_dir.path), train_only="all", private_bn=False, init=None,
+                     objective="supervised", teacher="none", ema_momentum=None, cross_path=False,
+                     eval_weights="student", queue_size=None, temperature=None)
     state = None
     if run_dir.has_checkpoint():
         state = run_dir.load_checkpoint(checkpoint_format=STANDALONE_FORMAT)

@@ -112,12 +112,20 @@ def sample_middle(parts: SandwichParts, images: torch.Tensor, labels: torch.Tens
     global generator, which checkpoints keep)."""
     if not parts.cross_path:
         return [parts.sampler.sample(images, labels) for _ in range(parts.num_middle)]
-    middle = []
-    for _ in range(parts.num_middle // 2):
+    return [arch for pair in sample_pairs(parts, images, labels, parts.num_middle // 2) for arch in pair]
+
+
+def sample_pairs(parts: SandwichParts, images: torch.Tensor, labels: torch.Tensor,
+                 count: int) -> list[tuple[Arch, Arch]]:
+    """``count`` pairs of a sampler's subnet and one that differs from it in every setting
+    the space allows (the partner drawn with torch's global generator, which checkpoints
+    keep)."""
+    pairs = []
+    for _ in range(count):
         first = parts.sampler.sample(images, labels)
         rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ())))
-        middle += [first, differing_arch(parts.space, first, rng)]
-    return middle
+        pairs.append((first, differing_arch(parts.space, first, rng)))
+    return pairs
 
 
 def standalone_step(parts: StepParts, images: torch.Tensor, labels: torch.Tensor, resolution: int) -> StepLosses:

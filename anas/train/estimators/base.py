@@ -5,7 +5,8 @@ An estimator is a class registered with :func:`register_estimator`, built once p
 ``torchrun`` every rank must return the same scores (average anything that depends on the
 rank's batch with ``context.all_reduce_mean``). An estimator that needs options of the run
 checks them in a ``check_config(config)`` class method, called when the configuration is
-built, so that a missing option fails before any work.
+built, so that a missing option fails before any work. One that reads the labels sets
+``needs_labels = True``: label-free objectives (``--objective contrastive``) refuse it.
 """
 
 from __future__ import annotations

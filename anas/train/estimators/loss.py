@@ -14,6 +14,8 @@ from anas.train.estimators.base import EstimatorContext, register_estimator
 class LossEstimator:
     """Minus the cross-entropy of each candidate on the step's batch (no gradients, BN statistics untouched)."""
 
+    needs_labels = True  # label-free objectives cannot use it
+
     def __init__(self, context: EstimatorContext):
         self.supernet = context.supernet
         self.all_reduce_mean = context.all_reduce_mean

@@ -9,7 +9,7 @@ each sampled subnet's target: with ``--cross-path`` the sampled subnets come in 
 teacher's output for B on B's view while B learns the teacher's for A on A's (the mirror
 term), weighted by ``--cross-path-weight``; without it each subnet learns the teacher's
 output for itself. The teacher runs in training mode (batch statistics), like the
-student. It replaces in-place distillation for the sampled subnets only: the smallest
+student, without updating its running statistics. It replaces in-place distillation for the sampled subnets only: the smallest
 subnet still learns from the largest (``kd``).
 """
 
@@ -76,10 +76,11 @@ class MeanTeacher(Regularizer):
     def before_step(self, step: StepState) -> None:
         self.teacher.train()
         self.targets = []
-        for i in range(len(step.middle)):
-            j = partner(i, self.cross_path)
-            self.teacher.set_active(step.middle[j])
-            self.targets.append(self.teacher(step.view_of(j)).float())
+        with self.teacher.frozen_bn_stats():  # its running statistics stay the EMA of the student's
+            for i in range(len(step.middle)):
+                j = partner(i, self.cross_path)
+                self.teacher.set_active(step.middle[j])
+                self.targets.append(self.teacher(step.view_of(j)).float())
 
     def loss(self, step: StepState, role: str, arch: Arch, logits: torch.Tensor) -> torch.Tensor:
         return self.weight * soft_cross_entropy(logits, self.targets[step.current])

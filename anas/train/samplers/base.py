@@ -6,7 +6,9 @@ as ``cls(context, **params)`` (``params`` from a parametrized name such as ``bes
 and then asked for one subnet per middle slot of every step. Its ``state_dict`` goes into
 the checkpoint, so a resumed run draws the same subnets as an uninterrupted one. Under
 ``torchrun`` every rank builds the same sampler with the same seed and must draw the same
-subnets (scores that depend on a rank's data are averaged, see the estimators).
+subnets (scores that depend on a rank's data are averaged, see the estimators). A
+sampler that never scores candidates sets ``scores_candidates = False`` (then it is
+label-free whatever ``--estimator`` says).
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ from anas.train.samplers.base import SamplerContext, register_sampler
 class UniformSampler:
     """Every setting drawn uniformly and independently (BigNAS)."""
 
+    scores_candidates = False  # reads neither images nor labels
+
     def __init__(self, context: SamplerContext):
         self.space = context.space
         self.rng = np.random.default_rng(context.seed)
