@@ -163,3 +163,27 @@ def test_an_image_folder_without_classes_trains_label_free(tmp_path):
     labelled = load_data(DataConfig(label_free=True, resolution=16))  # digits: the probe fits on train
     assert len(labelled.probe) == len(labelled.train) == 1437 and len(labelled.val) == 360
     assert not torch.equal(labelled.train[0][0], labelled.train[0][0])  # random resized crops
+
+
+def test_every_evaluation_of_a_label_free_run_is_the_linear_probe(tmp_path):
+    from anas.evaluate.trained import load_trained_run
+    from anas.space.arch import largest_arch, smallest_arch
+    from anas.train.rundir import STANDALONE_FORMAT
+    from anas.train.standalone import train_standalone
+
+    summary = start_training({**LABEL_FREE, "epochs": 1, "run_dir": str(tmp_path / "run")}, progress=False)
+    run = load_trained_run(tmp_path / "run")
+    assert run.data.probe is not None
+    for name, arch in (("largest", largest_arch(run.space)), ("smallest", smallest_arch(run.space))):
+        assert run.evaluate(arch, 1).acc1 == pytest.approx(summary.to_dict()[name]["acc1"])
+    # its classifier is untrained: exporting says so
+    from anas.errors import AnasWarning
+    from anas.export.subnet import export_subnet
+
+    with pytest.warns(AnasWarning, match="trained without labels"):
+        export_subnet(tmp_path / "run", "min", "pt", tmp_path / "min.pt")
+    # a subnet trained on its own learns from the labels, with its classifier
+    alone = train_standalone(run.config, run.space, smallest_arch(run.space), tmp_path / "alone")
+    saved = load_checkpoint(tmp_path / "alone" / "checkpoints" / "last.pt", checkpoint_format=STANDALONE_FORMAT)
+    saved = saved["config"]
+    assert saved["objective"] == "supervised" and saved["teacher"] == "none" and alone.result.images == 64

@@ -42,6 +42,11 @@ class TrainedRun:
         """The run's dataset (same split, holdout and seed as in training)."""
         return load_data(self.config.data_config(max(self.space.resolutions), download=False))
 
+    @property
+    def label_free(self) -> bool:
+        """Trained without labels: no trained classifier; subnets are measured by a linear probe."""
+        return OBJECTIVES.get(self.config.objective).label_free
+
     @cached_property
     def checkpoint_id(self) -> str:
         """The checkpoint's identity: ``sha256:`` and the first 16 hex digits of its SHA-256."""

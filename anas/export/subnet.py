@@ -21,6 +21,7 @@ import math
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ import torch
 from anas import __version__
 from anas.checks import check_at_least, check_calib_batches
 from anas.device import resolve_device
-from anas.errors import AnasError, OutputError
+from anas.errors import AnasError, AnasWarning, OutputError
 from anas.evaluate.trained import TrainedRun, load_trained_run
 from anas.export import onnx, pt, torchscript
 from anas.export import quantize as quantization
@@ -344,6 +345,10 @@ def export_subnet(run_path: str | Path | None, arch_spec: str | None, fmt: str, 
         arch_spec = str(best) if best is not None else "max"
         chosen.append("arch")
     run = load_trained_run(run_path, config.device, config.data_dir)
+    if run.label_free:
+        warnings.warn(f"run {run_path} was trained without labels (--objective {run.config.objective}): the exported "
+                      f"classifier is untrained; fine-tune first (anas train --init {run_path})", AnasWarning,
+                      stacklevel=2)
     arch = parse_arch(run.space, arch_spec)
     path = Path(out) if out is not None else default_output(run_path, arch_spec, fmt, config.quantize)
     check_output(path)

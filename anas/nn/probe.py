@@ -24,7 +24,8 @@ PROBE_MAX_ITER = 1000  # L-BFGS iterations of the logistic regression
 
 
 @torch.no_grad()
-def subnet_features(net: nn.Module, batches: Iterable, device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+def subnet_features(net: nn.Module, batches: Iterable,
+                    device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """The pooled features (``net.features``) and labels of all ``batches``, as arrays."""
     net.eval()
     features, labels = [], []

@@ -85,7 +85,8 @@ class TrainConfig:
     regularizer: list[str] = option(help="Loss terms of the step (repeatable).", default_factory=lambda: ["kd"],
                                     choices=REGULARIZERS)
     teacher: str | None = option(None, f"Teacher of the sampled subnets: {' | '.join(TEACHERS)} (ema: Pi-NAS's "
-                                       "mean teacher, an EMA of the supernet, instead of the largest subnet).",
+                                       "mean teacher, an EMA of the supernet, whose outputs they learn besides the largest "
+                                       "subnet's).",
                                  default_text="none (ema with --objective contrastive)")
     ema_momentum: float | None = option(None, "Momentum m of --teacher ema: teacher <- m teacher + (1 - m) student.",
                                         default_text="1 - 10 / total steps, at most 0.999")
@@ -176,9 +177,9 @@ class TrainConfig:
 
     def data_config(self, resolution: int, download: bool | None = None) -> DataConfig:
         """The data a run trains on, with images of ``resolution`` pixels."""
-        return DataConfig(name=self.data, data_dir=self.data_dir, download=self.download if download is None else download,
-                          resolution=resolution, holdout=self.holdout, seed=self.seed,
-                          label_free=OBJECTIVES.get(self.objective).label_free)
+        return DataConfig(name=self.data, data_dir=self.data_dir,
+                          download=self.download if download is None else download, resolution=resolution,
+                          holdout=self.holdout, seed=self.seed, label_free=OBJECTIVES.get(self.objective).label_free)
 
     def default_run_dir(self) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")

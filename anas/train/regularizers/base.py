@@ -60,6 +60,9 @@ class Regularizer:
 
     roles: tuple[str, ...] = ()
 
+    def __init__(self, context: RegularizerContext):
+        pass
+
     def before_step(self, step: StepState) -> None:
         pass
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from anas.space.arch import Arch
-from anas.train.regularizers.base import Regularizer, RegularizerContext, StepState, register_regularizer
+from anas.train.regularizers.base import Regularizer, StepState, register_regularizer
 
 
 def soft_cross_entropy(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
@@ -17,12 +17,9 @@ def soft_cross_entropy(logits: torch.Tensor, teacher_logits: torch.Tensor) -> to
 @register_regularizer("kd")
 class InplaceDistillation(Regularizer):
     """The sampled and the smallest subnets learn the largest's detached logits (soft
-    cross-entropy); with a mean teacher (``--teacher ema``), the smallest only."""
+    cross-entropy)."""
 
     roles = ("middle", "smallest")
-
-    def __init__(self, context: RegularizerContext):
-        self.roles = ("smallest",) if context.config.teacher == "ema" else ("middle", "smallest")
 
     def loss(self, step: StepState, role: str, arch: Arch, logits: torch.Tensor) -> torch.Tensor:
         return soft_cross_entropy(logits, step.teacher_logits)

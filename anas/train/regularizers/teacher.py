@@ -9,8 +9,11 @@ each sampled subnet's target: with ``--cross-path`` the sampled subnets come in 
 teacher's output for B on B's view while B learns the teacher's for A on A's (the mirror
 term), weighted by ``--cross-path-weight``; without it each subnet learns the teacher's
 output for itself. The teacher runs in training mode (batch statistics), like the
-student, without updating its running statistics. It replaces in-place distillation for the sampled subnets only: the smallest
-subnet still learns from the largest (``kd``).
+student, without updating its running statistics.
+
+The teacher's term adds to in-place distillation (``kd``): the sampled subnets also learn
+the largest subnet's logits, which tie them to the labels (without that tie they would
+learn only a teacher that is their own average).
 """
 
 from __future__ import annotations
