@@ -118,7 +118,7 @@ def test_defaults_and_bad_options(run_cli):
     contrastive = ["--objective", "contrastive"]
     cases = [
         (["--objective", "byol"], "unknown objective 'byol'"),
-        ([*contrastive, "--teacher", "none"], "drop --teacher none"),
+        ([*contrastive, "--teacher", "none"], "--teacher must be ema, got none"),
         ([*contrastive, "--cross-path"], "drop --cross-path"),
         ([*contrastive, "--num-subnets", "5"], "--num-subnets must be even"),
         ([*contrastive, "--sampler", "bestup-k3"], "scores candidates with the labels"),

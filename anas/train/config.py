@@ -85,8 +85,8 @@ class TrainConfig:
     regularizer: list[str] = option(help="Loss terms of the step (repeatable).", default_factory=lambda: ["kd"],
                                     choices=REGULARIZERS)
     teacher: str | None = option(None, f"Teacher of the sampled subnets: {' | '.join(TEACHERS)} (ema: Pi-NAS's "
-                                       "mean teacher, an EMA of the supernet, whose outputs they learn besides the largest "
-                                       "subnet's).",
+                                       "mean teacher, an EMA of the supernet, whose outputs they learn besides "
+                                       "the largest subnet's).",
                                  default_text="none (ema with --objective contrastive)")
     ema_momentum: float | None = option(None, "Momentum m of --teacher ema: teacher <- m teacher + (1 - m) student.",
                                         default_text="1 - 10 / total steps, at most 0.999")

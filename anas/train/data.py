@@ -298,7 +298,10 @@ def _load_imagefolder(config: DataConfig):
     eval_tf = transforms.Compose([transforms.Resize(int(round(res / 0.875))),
                                   transforms.CenterCrop(res), transforms.ToTensor(), normalize])
     val = _open_image_folder(root / "val", eval_tf)
-    if config.label_free and not _class_folders(root / "train"):
+    if not _class_folders(root / "train"):
+        if not config.label_free:
+            raise DataError(f"no images in {root / 'train'}: expected class subfolders train/<class>/ "
+                            f"(anas train --objective contrastive reads images without them)")
         train = UnlabelledImages(root / "train", train_tf)
         return train, train, val, list(val.classes), IMAGENET_MEAN, IMAGENET_STD
     train = _open_image_folder(root / "train", train_tf)

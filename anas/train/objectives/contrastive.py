@@ -123,7 +123,8 @@ class ContrastiveObjective(Objective):
                             f"candidates with the labels (--estimator {config.estimator}): use --sampler "
                             f"uniform, or --estimator bn or predictor")
         checks = [
-            (config.teacher == "ema", "--objective contrastive learns against a mean teacher: drop --teacher none"),
+            (config.teacher == "ema", f"--objective contrastive learns against a mean teacher: --teacher must be "
+                                      f"ema, got {config.teacher}"),
             (not config.cross_path, "--objective contrastive trains subnets in pairs already: drop --cross-path"),
             (config.regularizer == ["kd"], "--regularizer does not apply to --objective contrastive"),
             (config.num_subnets % 2 == 0, f"--objective contrastive trains subnets in pairs: --num-subnets must "
