@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from conftest import assert_one_line_error, train_until_interrupted
 from PIL import Image
 
+from anas.errors import DataError
 from anas.nn.probe import fit_probe
 from anas.space.schema import load_space
 from anas.train.config import TrainConfig, build_config
@@ -138,6 +139,8 @@ def test_fit_probe_separates_what_is_separable():
     assert result.acc1 == 100.0 and result.acc5 == 100.0 and result.images == 100
     shuffled = fit_probe((features[:200], rng.permutation(labels[:200])), (features[200:], labels[200:]))
     assert shuffled.acc1 < 60
+    with pytest.raises(DataError, match="at least 2 classes"):
+        fit_probe((features[:5], np.zeros(5, dtype=int)), (features[200:], labels[200:]))
 
 
 def write_images(folder, count: int, seed: int) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from anas.errors import DataError
 from anas.nn.evaluate import EvalResult, at_resolution, recalibrated_subnet
 from anas.space.arch import Arch
 
@@ -45,6 +46,9 @@ def fit_probe(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.nd
     from sklearn.preprocessing import StandardScaler
 
     (train_x, train_y), (val_x, val_y) = train, val
+    if len(np.unique(train_y)) < 2:
+        raise DataError(f"a linear probe needs images of at least 2 classes to fit on, got {len(train_y)} image(s) "
+                        f"of {len(np.unique(train_y))} class(es)")
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=PROBE_MAX_ITER))
     probe.fit(train_x, train_y)
     classes = probe.classes_
