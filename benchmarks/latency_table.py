@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from anas.io import atomic_write_json
 from anas.latency.measure import subnet_latency
 from anas.latency.table import LatencyModel, TableConfig, agreement, build_latency_table, read_latency_table
 from anas.space.arch import sample_archs
@@ -125,8 +126,7 @@ def main() -> None:
               "search": {"cpu": check_search(cpu["table"], run), "ort-cpu": check_search(ort["table"], run)},
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
                           "processor": platform.processor() or platform.machine()}}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latency_table.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(RESULTS / "latency_table.json", result)
     print(f"wrote {RESULTS / 'latency_table.json'}")
 
 

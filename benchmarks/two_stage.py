@@ -14,12 +14,12 @@ worst seed's too), the calls and the seconds; writes benchmarks/results/two_stag
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 from pathlib import Path
 
+from anas.io import atomic_write_json
 from anas.predict.synthetic import synthetic_predictor
 from anas.search.problem import Band, SearchProblem
 from anas.search.runner import search
@@ -89,14 +89,13 @@ def main() -> None:
     print(f"accepted (two-stage >= {ACCEPT:.1%} of NSGA-II's best with at most half its calls, every band and seed): "
           f"{accepted}")
     if not args.quick:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "two_stage.json").write_text(json.dumps({
+        atomic_write_json(RESULTS / "two_stage.json", {
             "predictor": "LightGBM (anas defaults) fitted on 1500 attentive-nas subnets, anas.predict.synthetic oracle",
             "acceptance": f"two-stage at {TWO_STAGE_CALLS} calls >= {ACCEPT} x NSGA-II's best at {NSGA2_CALLS}, "
                           "every band and seed",
             "accepted": accepted, "bands": bands, "runs": runs,
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        }, indent=2) + "\n")
+        })
         print(f"wrote {RESULTS / 'two_stage.json'}")
 
 

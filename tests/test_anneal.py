@@ -31,17 +31,6 @@ def test_tiny_reaches_the_exhaustive_optimum_of_the_linear_predictor(tiny, tiny_
     assert sum(optimum - value <= 0.01 for value in found) >= 4, (optimum, found)
 
 
-def test_same_seed_same_archive(tiny, tiny_linear):
-    def archive(seed):
-        problem = SearchProblem(tiny, tiny_linear, Band(1, 2))
-        search(problem, "anneal", 700, seed)
-        return problem.archive()
-
-    first, again, other = archive(3), archive(3), archive(4)
-    assert np.array_equal(first.genes, again.genes) and np.array_equal(first.pred_acc1, again.pred_acc1)
-    assert not np.array_equal(first.genes, other.genes)
-
-
 @pytest.mark.parametrize("band, budget", [((400, 600), 8), ((400, 600), 100), ((400, 600), 1000), ((200, 225), 1000),
                                           ((700, 720), 1000)])
 def test_budget_is_respected_and_spent(attentive, attentive_linear, band, budget):

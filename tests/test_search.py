@@ -65,6 +65,18 @@ def test_strategies_stay_inside_the_band(attentive, attentive_predictor, strateg
     assert result.archive.pred_acc1[result.best] == result.archive.pred_acc1[result.archive.feasible].max()
 
 
+@pytest.mark.parametrize("strategy, budget", [("anneal", 700), ("two-stage", 500)])
+def test_same_seed_same_archive(tiny, tiny_linear, strategy, budget):
+    def archive(seed):
+        problem = SearchProblem(tiny, tiny_linear, Band(1, 2))
+        search(problem, strategy, budget, seed)
+        return problem.archive()
+
+    first, again, other = archive(3), archive(3), archive(4)
+    assert np.array_equal(first.genes, again.genes) and np.array_equal(first.pred_acc1, again.pred_acc1)
+    assert not np.array_equal(first.genes, other.genes)
+
+
 def test_narrow_band_next_to_the_smallest_subnet_is_searched_within_the_budget(attentive, attentive_predictor):
     """1 subnet in about 10^5 falls in 200-225 MFLOPs: band sampling and repair still find
     many, and the strategies stop at their budget (no rejection loop)."""

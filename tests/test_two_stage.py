@@ -154,17 +154,6 @@ def test_a_band_with_few_subnets_ends_early(tiny, tiny_linear, tiny_everything):
     assert result.archive.pred_acc1[result.best] == pytest.approx(pred[inside].max())
 
 
-def test_same_seed_same_archive(tiny, tiny_linear):
-    def archive(seed):
-        problem = SearchProblem(tiny, tiny_linear, Band(1, 2))
-        search(problem, "two-stage", 500, seed)
-        return problem.archive()
-
-    first, again, other = archive(3), archive(3), archive(4)
-    assert np.array_equal(first.genes, again.genes) and np.array_equal(first.pred_acc1, again.pred_acc1)
-    assert not np.array_equal(first.genes, other.genes)
-
-
 def test_params_band(attentive, attentive_linear):
     problem = SearchProblem(attentive, attentive_linear, Band(400, 700), params=Band(0, 11))
     result = search(problem, "two-stage", 1000, 0)

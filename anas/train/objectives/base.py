@@ -44,6 +44,9 @@ class Objective:
     label_free: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
 
+    def __init__(self, context: ObjectiveContext):
+        pass
+
     @staticmethod
     def check_config(config: TrainConfig) -> None:
         """Refuse options that do not go with this objective (one-line ``AnasError``)."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from anas.errors import AnasError
-from anas.train.objectives.base import Objective, ObjectiveContext, register_objective
+from anas.train.objectives.base import Objective, register_objective
 from anas.train.regularizers.teacher import MeanTeacher, regularizer_names, teacher_weights
 
 if TYPE_CHECKING:
@@ -20,9 +20,6 @@ class SupervisedObjective(Objective):
     """:func:`~anas.train.step.sandwich_step`; two views per image with ``--cross-path``."""
 
     defaults = {"sampler": "bestup-k3", "teacher": "none"}
-
-    def __init__(self, context: ObjectiveContext):
-        pass
 
     @staticmethod
     def check_config(config) -> None:
