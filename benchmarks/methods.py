@@ -47,10 +47,14 @@ from anas.evaluate.trained import TrainedRun, load_trained_run
 from anas.io import atomic_write_json
 from anas.predict.kinds import PREDICTOR_KINDS, PredictorConfig
 from anas.predict.metrics import rank_metrics
-from anas.space.arch import ArchBatch, largest_arch, smallest_arch
+from anas.space.arch import ArchBatch
+from anas.space.compare import mflops_range, space_changes
 from anas.space.cost import batch_costs
+from anas.space.evolve import largest_mflops
 from anas.space.sampling import spread_sample
+from anas.space.schema import load_space
 from anas.space.table import subnet_keys
+from anas.train.autospace import evolve_space
 from anas.train.loop import start_training
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -69,10 +73,17 @@ METHODS: dict[str, dict] = {
     "pinas-ema-cross-path": {"train": {"sampler": "uniform", "teacher": "ema", "cross_path": True}},
     # Pi-NAS, label-free form: cross-path InfoNCE, no labels; subnets measured by a linear probe
     "pinas-contrastive": {"train": {"objective": "contrastive"}},
+    # AutoSpace: the baseline recipe on a space evolved from tiny (within tiny's largest MFLOPs)
+    "autospace": {"train": {"sampler": "uniform"}, "evolve": {}},
+    # the same without the MFLOPs penalty in the mixed layers' loss (the budget still holds)
+    "autospace-no-penalty": {"train": {"sampler": "uniform"}, "evolve": {"flops_penalty": 0.0}},
 }
 """Each method: its options of ``anas train`` (on top of the README's main job; an
 ``epochs`` here is the method's own) and how it ranks subnets: ``rank_by`` names a
-zero-cost predictor kind read from the run; without it, the evaluated top-1."""
+zero-cost predictor kind read from the run; without it, the evaluated top-1. With
+``evolve`` (options of ``anas space evolve``), the run trains on a space evolved from the
+main job's with the run's seed, whose largest subnet is held to the main job's largest
+MFLOPs, so that the bands compare like with like."""
 
 REFERENCE = "uniform"
 """The method whose evaluated top-1 zero-cost rankings are compared with."""
@@ -86,18 +97,33 @@ class Scale:
     epochs: int = 12  # the README's main job
     subnets: int = 64  # evaluated with the supernet's weights
     standalone: int = 8  # trained stand-alone (the first of the 64)
+    generations: int = 10  # of a space evolution (methods with ``evolve``); its other options are the defaults
 
 
-QUICK = Scale(seeds=(0,), epochs=1, subnets=16, standalone=4)
+QUICK = Scale(seeds=(0,), epochs=1, subnets=16, standalone=4, generations=1)
+MAIN_SPACE = "tiny"
 
 
 def train_run(work: Path, method: str, seed: int, scale: Scale) -> Path:
     folder = work / f"{method}-seed{seed}"
     options = METHODS[method]["train"]
     epochs = min(options.get("epochs", scale.epochs), scale.epochs)
+    if "evolve" in METHODS[method]:
+        options = {**options, "space": str(evolved_space_file(work, method, seed, scale))}
     if not (folder / "checkpoints" / "last.pt").is_file():
         start_training({**options, "seed": seed, "epochs": epochs, "run_dir": str(folder)}, progress=False)
     return folder
+
+
+def evolved_space_file(work: Path, method: str, seed: int, scale: Scale) -> Path:
+    """The space ``anas space evolve`` makes from the main job's for this method and seed
+    (an evolution already in the work folder resumes or is reused)."""
+    budget = largest_mflops(load_space(MAIN_SPACE))
+    options = {**METHODS[method]["evolve"], "space": MAIN_SPACE, "seed": seed, "generations": scale.generations,
+               "max_flops": budget}
+    if scale.generations < Scale.generations:  # --quick: a few steps
+        options["steps"] = 5
+    return evolve_space(options, folder=work / f"{method}-seed{seed}-evolution", progress=False).path
 
 
 def ranking_scores(method: str, run: TrainedRun, batch: ArchBatch, evaluated: np.ndarray) -> np.ndarray:
@@ -118,9 +144,8 @@ def supernet_accuracies(run: TrainedRun, subnets: int) -> dict[tuple, float]:
 
 
 def band_edges(run: TrainedRun) -> np.ndarray:
-    low, high = batch_costs(run.space, ArchBatch.from_archs([smallest_arch(run.space), largest_arch(run.space)]),
-                            run.num_classes).mflops
-    return np.linspace(low, high, BANDS + 1)
+    """The MFLOPs bands of every method: the reference run's range in equal parts."""
+    return np.linspace(*mflops_range(run.space), BANDS + 1)
 
 
 def spread_subnets(run: TrainedRun, scale: Scale) -> ArchBatch:
@@ -139,21 +164,25 @@ def tau(measured, score) -> float:
 
 
 def figures_of_run(method: str, folder: Path, scale: Scale, standalone_acc: dict[tuple, float],
-                   reference_acc: np.ndarray) -> dict:
+                   reference_acc: np.ndarray, edges: np.ndarray) -> dict:
+    """A run's figures; a subnet below the lowest band counts in it, one above the highest in none."""
     run = load_trained_run(folder)
     batch = spread_subnets(run, scale)
     acc = evaluated_top1(run, scale)
     mflops = batch_costs(run.space, batch, run.num_classes).mflops
-    edges = band_edges(run)
     band = np.clip(np.searchsorted(edges, mflops, side="right") - 1, 0, BANDS - 1)
+    band[mflops > edges[-1] + 1e-9] = -1
     best = [float(acc[band == b].max()) if (band == b).any() else None for b in range(BANDS)]
     score = ranking_scores(method, run, batch, acc)
     keys = [tuple(row) for row in batch.matrix()]
-    alone = [i for i, key in enumerate(keys) if key in standalone_acc]
+    alone = [i for i, key in enumerate(keys) if key in standalone_acc and "evolve" not in METHODS[method]]
     figures = {"best_acc1_per_band": best, "mean_acc1": float(acc.mean()),
-               "kendall_tau": tau([standalone_acc[keys[i]] for i in alone], score[alone])}
+               "kendall_tau": tau([standalone_acc[keys[i]] for i in alone], score[alone]) if alone else None}
     if METHODS[method].get("rank_by"):
         figures["kendall_tau_evaluated"] = tau(reference_acc, score)
+    if "evolve" in METHODS[method]:
+        figures["space_changes"] = [vars(c) for c in space_changes(load_space(MAIN_SPACE), run.space)]
+        figures["mflops_range"] = list(mflops_range(run.space))
     return figures
 
 
@@ -222,16 +251,17 @@ def main() -> None:
         reference_run = load_trained_run(reference)
         standalone_acc = dict(zip(subnet_keys(reference_run.space, table), map(float, table["acc1_standalone"])))
         reference_acc = [evaluated_top1(load_trained_run(folder), scale) for folder in runs[REFERENCE]]
+        edges = band_edges(reference_run)
         per_method = {}
         for method in methods:
-            per_seed = [figures_of_run(method, folder, scale, standalone_acc, reference_acc[i])
+            per_seed = [figures_of_run(method, folder, scale, standalone_acc, reference_acc[i], edges)
                         for i, folder in enumerate(runs[method])]
             per_method[method] = {"options": METHODS[method], "per_seed": per_seed, **summarize(per_seed)}
         baselines = cost_baselines(reference_run, scale, standalone_acc, reference_acc)
-        edges = band_edges(reference_run)
         result = {
             "scale": {"seeds": list(scale.seeds), "epochs": scale.epochs, "subnets": scale.subnets,
-                      "standalone": scale.standalone, "space": "tiny", "data": "digits"},
+                      "standalone": scale.standalone, "space": MAIN_SPACE, "data": "digits",
+                      "evolution_generations": scale.generations},
             "band_edges_mflops": [float(e) for e in edges],
             "standalone": {"acc1": list(standalone_acc.values()), "seed": 0},
             "methods": per_method,

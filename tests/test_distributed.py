@@ -113,3 +113,17 @@ def test_torchrun_label_free_gathers_the_keys_of_every_rank(tmp_path):
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["global_step"] == 16
     assert state["objective"]["pointer"] == 16 * 16 % 48  # 16 keys a step: both ranks' 8
+
+
+def test_torchrun_space_evolution_trains_the_mixed_network_data_parallel(tmp_path):
+    folder = tmp_path / "evo"
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            "-m", "anas", "space", "evolve", "--data", "fake", "--generations", "2", "--steps", "4",
+            "--population", "6", "--batch-size", "8", "--dir", str(folder), "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout)  # printed once, by rank 0
+    assert summary["generations"] == 2 and load_space(summary["path"]).name == "tiny-evolved"
+    state = json.loads((folder / "state.json").read_text())
+    assert state["generation"] == 2 and len(state["rows"]) == 2 * 3 * 6

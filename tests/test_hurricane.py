@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 from conftest import TINY_FAKE_RUN, assert_one_line_error, planted_table, train_tiny_run
 
-from anas.latency.reduce import reduce_space, write_space
+from anas.latency.reduce import reduce_space
 from anas.latency.table import LatencyModel, read_latency_table, write_table
 from anas.predict.folder import save_predictor
 from anas.predict.kinds import PredictorConfig
 from anas.predict.kinds.lightgbm import LightGBMPredictor
 from anas.space.arch import sample_archs
 from anas.space.cost import batch_costs
-from anas.space.schema import load_space
+from anas.space.schema import load_space, write_space
 from anas.space.table import frame_to_archs
 
 

@@ -5,9 +5,9 @@ import pytest
 from conftest import assert_one_line_error, planted_table
 
 from anas.errors import AnasError
-from anas.latency.reduce import reduce_space, stage_choices, write_space
+from anas.latency.reduce import reduce_space, stage_choices
 from anas.latency.table import space_layers, write_table
-from anas.space.schema import load_space
+from anas.space.schema import load_space, write_space
 
 
 def test_slow_kernel_is_dropped_in_every_stage_and_nothing_else(tiny):

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -253,3 +254,13 @@ def test_write_is_atomic_and_round_trips(tiny_table, tmp_path):
     again = read_latency_table(tmp_path / "copy.json")
     assert again.entries == table.entries and again.fit == table.fit and again.config == table.config
     assert [p.name for p in tmp_path.iterdir()] == ["copy.json"]
+
+
+def test_block_keys_name_the_activation_and_version_1_tables_still_load(tiny_table, tmp_path):
+    data = json.loads(Path(tiny_table).read_text())
+    blocks = [key for key in data["entries"] if key.startswith("block ")]
+    assert blocks and all(key.endswith(" swish") for key in blocks)
+    data["version"] = 1  # written before blocks had an activation of their own
+    data["entries"] = {key.removesuffix(" swish"): ms for key, ms in data["entries"].items()}
+    (tmp_path / "v1.json").write_text(json.dumps(data))
+    assert read_latency_table(tmp_path / "v1.json").entries == read_latency_table(tiny_table).entries

@@ -10,7 +10,7 @@ BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "methods.py"
 
 def test_quick_methods_benchmark(tmp_path):
     out = tmp_path / "methods.json"
-    methods = "uniform,bestup-k3,bn-only-1ep+bn-indicator"
+    methods = "uniform,bestup-k3,bn-only-1ep+bn-indicator,autospace"
     args = [sys.executable, str(BENCHMARK), "--quick", "--methods", methods, "--work", str(tmp_path / "w"),
             "--out", str(out)]
     done = subprocess.run(args, capture_output=True, text=True, timeout=600)
@@ -26,4 +26,7 @@ def test_quick_methods_benchmark(tmp_path):
     bn = result["methods"]["bn-only-1ep+bn-indicator"]
     assert -1 <= bn["kendall_tau_evaluated"]["mean"] <= 1  # zero-cost rankings are compared with uniform's top-1
     assert "kendall_tau_evaluated" not in result["methods"]["uniform"]
+    evolved = result["methods"]["autospace"]  # trained on its own space: no stand-alone subnets to rank
+    assert evolved["kendall_tau"]["mean"] is None and "space_changes" in evolved["per_seed"][0]
+    assert evolved["per_seed"][0]["mflops_range"][1] <= result["band_edges_mflops"][-1] + 1e-9
     assert -1 <= result["baselines"]["params alone"]["kendall_tau"] <= 1

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from anas.errors import SpaceError
-from anas.space.schema import builtin_space_names, load_space
+from anas.space.schema import builtin_space_names, load_space, space_from_dict, space_to_dict
 from anas.space.space import hidden_width, make_divisible, se_width
 
 SPACES = Path(__file__).resolve().parents[1] / "anas" / "spaces"
@@ -56,6 +56,7 @@ def test_user_space_file_loads(tmp_path):
         (lambda d: d["head"].update(widths=[]), "'head.widths'"),
         (lambda d: d.update(resolutions=[32, 32]), "'resolutions': choices must be distinct"),
         (lambda d: d.update(activation="gelu"), "'activation'"),
+        (lambda d: d["stages"][1].update(activation="tanh"), "'stages[1].activation': expected one of"),
         (lambda d: d.update(num_classes=0), "'num_classes'"),
         (lambda d: d.update(stages=[]), "'stages'"),
         (lambda d: d["first_conv"].update(stride="2"), "'first_conv.stride'"),
@@ -100,3 +101,14 @@ def test_width_rules():
     assert hidden_width(np.array([16, 24]), np.array([1, 6])).tolist() == [16, 144]
     assert se_width(576).item() == 144
     assert se_width(48).item() == 16  # 12 -> 16
+
+
+def test_a_stage_may_have_its_own_activation(tmp_path):
+    data = yaml.safe_load((SPACES / "tiny.yaml").read_text())
+    data["stages"][1]["activation"] = "relu"
+    space = space_from_dict(data)
+    assert [s.activation for s in space.stages] == ["swish", "relu", "swish"]
+    written = space_to_dict(space)
+    assert [s.get("activation") for s in written["stages"]] == [None, "relu", None]  # only where it differs
+    assert space_from_dict(written) == space
+    assert [s.activation for s in load_space("tiny").stages] == ["swish"] * 3

@@ -1,18 +1,24 @@
-"""``anas space``: commands that make new search spaces (``reduce``: hardware-aware)."""
+"""``anas space``: commands that make new search spaces (``reduce``: hardware-aware;
+``evolve``: AutoSpace) and show how one differs from another (``show``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
 
 from anas.cli import app
 from anas.cli.common import out, print_json
-from anas.latency.reduce import Reduction, reduce_space, write_space
+from anas.cli.options import with_config_options
+from anas.io import read_json
+from anas.latency.reduce import Reduction, reduce_space
 from anas.latency.table import read_latency_table
-from anas.space.schema import load_space
+from anas.space.compare import mflops_range, space_changes
+from anas.space.schema import load_space, space_from_dict, write_space
+from anas.space.space import SearchSpace
+from anas.train.autospace import STATE_FILE, EvolveConfig, evolve_space
 
 space_app = typer.Typer(help="Make new search spaces.", no_args_is_help=True)
 app.add_typer(space_app, name="space")
@@ -56,3 +62,78 @@ def _show(reduction: Reduction, source: str, ratio: float) -> None:
     (old_low, old_high), (new_low, new_high) = reduction.old_range_ms, reduction.new_range_ms
     out.print(f"predicted latency: {source} {old_low:.3f}-{old_high:.3f} ms, "
               f"{reduction.space.name} {new_low:.3f}-{new_high:.3f} ms")
+
+
+@space_app.command("evolve")
+@with_config_options(EvolveConfig)
+def evolve_command(
+    options: dict[str, Any],
+    folder: Optional[Path] = typer.Option(None, "--dir", help="Folder of the evolution (state.json, evolution.csv); "
+                                          "an interrupted one resumes there. Default: runs/evolve-SPACE-DATA-seedN."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="YAML file of the evolved space "
+                                            "(default: DIR/NAME.yaml)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start over, replacing the evolution in --dir."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    json_output: bool = typer.Option(False, "--json", help="Print the evolved space's summary as one JSON object."),
+) -> None:
+    """Evolve a search space from the data (AutoSpace): per stage, the fittest candidate blocks."""
+    summary = evolve_space(options, folder, out_path, fresh=fresh, progress=not (quiet or json_output))
+    if summary is None:  # not the main process of a distributed run
+        return
+    if json_output:
+        print_json(summary.to_dict())
+        return
+    _show_changes(summary.source, summary.evolved.space)
+    for line in summary.evolved.trimmed:
+        out.print(f"dropped for --max-flops: {line}")
+    out.print(f"wrote {summary.path} and {summary.folder}/evolution.csv: anas train --space {summary.path}")
+
+
+@space_app.command("show")
+def show_command(
+    space: str = typer.Argument(..., help="Space to show: built-in name or YAML file."),
+    against: Optional[str] = typer.Option(None, "--against", help="Space to compare with (default: the space an "
+                                          "evolution in the file's folder started from)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the changes and MFLOPs ranges as one JSON object."),
+) -> None:
+    """Show how a space differs from the one it was made from (per-stage choices, MFLOPs range)."""
+    new = load_space(space)
+    old = load_space(against) if against is not None else _evolution_source(Path(space))
+    if old is None:
+        low, high = mflops_range(new)
+        if json_output:
+            print_json({"space": new.name, "mflops": [low, high], "against": None, "changes": []})
+            return
+        out.print(f"{new.name}: {new.num_stages} stages, subnets of {low:.3f}-{high:.3f} MFLOPs "
+                  f"(pass --against SPACE to compare)")
+        return
+    if json_output:
+        print_json({"space": new.name, "mflops": list(mflops_range(new)), "against": old.name,
+                    "against_mflops": list(mflops_range(old)),
+                    "changes": [vars(c) for c in space_changes(old, new)]})
+        return
+    _show_changes(old, new)
+
+
+def _evolution_source(path: Path) -> SearchSpace | None:
+    """The space an evolution whose folder holds ``path`` started from; None elsewhere."""
+    state = path.parent / STATE_FILE
+    if not path.is_file() or not state.is_file():
+        return None
+    source = read_json(state, "evolution state").get("source")
+    return space_from_dict(source, str(state)) if isinstance(source, dict) else None
+
+
+def _show_changes(old: SearchSpace, new: SearchSpace) -> None:
+    changes = space_changes(old, new)
+    if changes:
+        table = Table(title=f"{new.name} against {old.name}")
+        for column in ("where", "setting", old.name, new.name):
+            table.add_column(column)
+        for change in changes:
+            table.add_row(change.where, change.setting, change.old, change.new)
+        out.print(table)
+    else:
+        out.print(f"{new.name} has the same choices as {old.name}")
+    (old_low, old_high), (new_low, new_high) = mflops_range(old), mflops_range(new)
+    out.print(f"MFLOPs: {old.name} {old_low:.3f}-{old_high:.3f}, {new.name} {new_low:.3f}-{new_high:.3f}")

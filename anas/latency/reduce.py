@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import yaml
 
 from anas.checks import check_at_least
 from anas.errors import AnasError
-from anas.io import atomic_write_text
 from anas.latency.table import LatencyModel, LatencyTable, Layer, stage_layers
 from anas.space.arch import ArchBatch, arch_from_dict, largest_arch, smallest_arch
 from anas.space.schema import space_from_dict, space_to_dict
@@ -118,7 +115,3 @@ def latency_range(model: LatencyModel, space: SearchSpace) -> tuple[float, float
     low, high = model.predict(ArchBatch.from_archs([smallest_arch(space), largest_arch(space)]))
     return float(low), float(high)
 
-
-def write_space(space: SearchSpace, path: str | Path) -> Path:
-    """The space as a YAML file that ``--space`` reads."""
-    return atomic_write_text(path, yaml.safe_dump(space_to_dict(space), sort_keys=False))

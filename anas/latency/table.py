@@ -52,7 +52,7 @@ from anas.space.schema import space_from_dict, space_to_dict
 from anas.space.space import SearchSpace, downsample
 
 TABLE_FORMAT = "anas-latency-table"
-TABLE_VERSION = 1
+TABLE_VERSION = 2  # 2: block keys name the block's activation (version 1 files are read too)
 FIT_SUBNETS = 30
 MIN_FIT_SUBNETS = 5
 SAVE_EVERY_S = 2.0  # an interrupted build loses at most this much measuring
@@ -76,6 +76,7 @@ class Layer:
     expand: float = 1.0
     stride: int = 1
     se: bool = False
+    activation: str = "swish"  # a block's; the stem and head use the space's
 
     @property
     def key(self) -> str:
@@ -85,7 +86,7 @@ class Layer:
         if self.kind == "head":
             return f"head s{self.size} i{self.c_in} o{self.c_out} x{self.expand:g}"
         return (f"block s{self.size} i{self.c_in} o{self.c_out} k{self.kernel} e{self.expand:g} st{self.stride}"
-                f" se{int(self.se)}")
+                f" se{int(self.se)} {self.activation}")
 
     def module(self, space: SearchSpace, num_classes: int) -> nn.Module:
         """The layer as a standalone module, as the static network builds it."""
@@ -95,7 +96,7 @@ class Layer:
             expanded = int(self.expand * self.c_in)
             return ClassifierHead(self.c_in, expanded, self.c_out, num_classes, space.dropout, space.activation)
         return InvertedResidual(self.c_in, self.c_out, self.kernel, self.expand, self.stride, self.se,
-                                space.activation)
+                                self.activation)
 
     def mflops(self, num_classes: int) -> float:
         """Multiply-accumulates in millions (the cost model's convention)."""
@@ -145,10 +146,10 @@ def stage_layers(space: SearchSpace) -> list[StageLayers]:
                 for e, expand in enumerate(stage.expand_ratios):
                     for b, c_out in enumerate(widths[i + 1]):
                         repeated[(r, b, k, e)] = Layer("block", sizes[i + 1][r], c_out, c_out, kernel, expand, 1,
-                                                       stage.se)
+                                                       stage.se, stage.activation)
                         for a, c_in in enumerate(widths[i]):
                             first[(r, a, b, k, e)] = Layer("block", sizes[i][r], c_in, c_out, kernel, expand,
-                                                           stage.stride, stage.se)
+                                                           stage.stride, stage.se, stage.activation)
         stages.append(StageLayers(i, first, repeated))
     return stages
 
@@ -291,15 +292,20 @@ def _reason(exc: Exception) -> str:
 def _table_from_dict(data: dict[str, Any]) -> LatencyTable:
     if data.get("format") != TABLE_FORMAT:
         raise ValueError(f"format is {data.get('format')!r}, not {TABLE_FORMAT!r}")
-    if data.get("version") != TABLE_VERSION:
-        raise ValueError(f"version {data.get('version')!r}; this anas reads version {TABLE_VERSION}")
+    version = data.get("version")
+    if version not in (1, TABLE_VERSION):
+        raise ValueError(f"version {version!r}; this anas reads versions 1-{TABLE_VERSION}")
+    space = space_from_dict(data["space"], "in the table")
     config = TableConfig(**data["config"])
     entries = {str(key): float(ms) for key, ms in data["entries"].items()}
+    if version == 1:  # every block ran the space's activation
+        entries = {f"{key} {space.activation}" if key.startswith("block ") else key: ms
+                   for key, ms in entries.items()}
     if not all(np.isfinite(ms) and ms > 0 for ms in entries.values()):
         raise ValueError("a layer time is not a positive number")
     fit = Fit(**data["fit"]) if data["fit"] is not None else None
     num_classes = int(data["num_classes"])
-    return LatencyTable(space_from_dict(data["space"], "in the table"), num_classes, config,
+    return LatencyTable(space, num_classes, config,
                         dict(data["environment"]), entries, fit)
 
 

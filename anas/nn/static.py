@@ -140,12 +140,16 @@ class InvertedResidual(nn.Module):
         self.shortcut = None if identity else Shortcut(c_in, c_out, stride)
         self.drop_connect = 0.0  # set by StaticNet.regularize for training
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's branch beside its shortcut: expand, depthwise, SE, project."""
         out = x if self.expand is None else self.expand(x)
         out = self.depthwise(out)
         if self.se is not None:
             out = self.se(out)
-        out = drop_connect(self.project(out), self.drop_connect, self.training)
+        return self.project(out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = drop_connect(self.residual(x), self.drop_connect, self.training)
         return out + (x if self.shortcut is None else self.shortcut(x))
 
 
@@ -186,7 +190,7 @@ class StaticNet(nn.Module):
             for j in range(arch.depth[i]):
                 blocks.append(InvertedResidual(
                     channels, arch.width[i + 1], arch.kernel_size[i], arch.expand_ratio[i],
-                    stage.stride if j == 0 else 1, stage.se, act,
+                    stage.stride if j == 0 else 1, stage.se, stage.activation,
                 ))
                 channels = arch.width[i + 1]
         self.blocks = nn.Sequential(*blocks)

@@ -285,8 +285,8 @@ class Supernet(nn.Module):
         for stage in space.stages:
             blocks = [DynamicInvertedResidual(in_choices if j == 0 else stage.widths, stage.widths,
                                               stage.kernel_sizes, stage.expand_ratios,
-                                              stage.stride if j == 0 else 1, stage.se, act, first_of_stage=j == 0,
-                                              private_bn=private_bn)
+                                              stage.stride if j == 0 else 1, stage.se, stage.activation,
+                                              first_of_stage=j == 0, private_bn=private_bn)
                       for j in range(max(stage.depths))]
             stages.append(nn.ModuleList(blocks))
             in_choices = stage.widths

@@ -8,8 +8,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from anas.errors import ArchError, SpaceError
-from anas.io import parse_yaml
+from anas.io import atomic_write_text, parse_yaml
 from anas.space.arch import arch_from_dict
 from anas.space.cost import check_cost_range
 from anas.space.space import ACTIVATIONS, FirstConv, Head, SearchSpace, Stage
@@ -49,7 +51,7 @@ _TOP_KEYS = {
 }
 _STAGE_KEYS = {
     "name": False, "widths": True, "depths": True, "kernel_sizes": True,
-    "expand_ratios": True, "se": False, "stride": False,
+    "expand_ratios": True, "se": False, "stride": False, "activation": False,
 }
 
 
@@ -76,10 +78,9 @@ def space_from_dict(data: Any, source: str = "<dict>") -> SearchSpace:
             expand_ratios=check.number_list(raw["expand_ratios"], f"{key}.expand_ratios"),
             se=check.boolean(raw.get("se", False), f"{key}.se"),
             stride=check.positive_int(raw.get("stride", 1), f"{key}.stride"),
+            activation=check.activation(raw["activation"], f"{key}.activation") if "activation" in raw else None,
         ))
-    activation = data.get("activation", "swish")
-    if activation not in ACTIVATIONS:
-        check.fail("activation", f"expected one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+    activation = check.activation(data.get("activation", "swish"), "activation")
     dropout = data.get("dropout", 0.2)
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         check.fail("dropout", f"expected a number in [0, 1), got {dropout!r}")
@@ -131,16 +132,25 @@ def space_to_dict(space: SearchSpace) -> dict[str, Any]:
         "in_channels": space.in_channels,
         "first_conv": {"widths": list(space.first_conv.widths), "kernel_size": space.first_conv.kernel_size,
                        "stride": space.first_conv.stride},
-        "stages": [
-            {"name": s.name, "widths": list(s.widths), "depths": list(s.depths),
-             "kernel_sizes": list(s.kernel_sizes), "expand_ratios": list(s.expand_ratios),
-             "se": s.se, "stride": s.stride}
-            for s in space.stages
-        ],
+        "stages": [_stage_to_dict(s, space.activation) for s in space.stages],
         "head": {"widths": list(space.head.widths), "expand_ratio": space.head.expand_ratio},
     }
     if space.models:
         data["models"] = {name: dict(arch) for name, arch in space.models.items()}
+    return data
+
+
+def write_space(space: SearchSpace, path: str | Path) -> Path:
+    """The space as a YAML file that ``--space`` reads (written to a temporary name first)."""
+    return atomic_write_text(path, yaml.safe_dump(space_to_dict(space), sort_keys=False))
+
+
+def _stage_to_dict(stage: Stage, space_activation: str) -> dict[str, Any]:
+    data = {"name": stage.name, "widths": list(stage.widths), "depths": list(stage.depths),
+            "kernel_sizes": list(stage.kernel_sizes), "expand_ratios": list(stage.expand_ratios),
+            "se": stage.se, "stride": stage.stride}
+    if stage.activation != space_activation:  # written only where a stage has its own
+        data["activation"] = stage.activation
     return data
 
 
@@ -197,6 +207,11 @@ class _Checker:
     def string(self, value, key: str) -> str:
         if not isinstance(value, str) or not value:
             self.fail(key, f"expected a non-empty string, got {value!r}")
+        return value
+
+    def activation(self, value, key: str) -> str:
+        if value not in ACTIVATIONS:
+            self.fail(key, f"expected one of {', '.join(ACTIVATIONS)}, got {value!r}")
         return value
 
     def boolean(self, value, key: str) -> bool:

@@ -9,7 +9,7 @@ spaces live in ``anas/spaces/*.yaml``; a user's YAML file with the same schema w
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ class Stage:
     expand_ratios: tuple[float, ...]
     se: bool = False
     stride: int = 1
+    activation: str | None = None  # None: the space's activation (resolved by SearchSpace)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,11 @@ class SearchSpace:
     dropout: float = 0.2
     in_channels: int = 3
     models: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self):
+        # a stage without an activation of its own uses the space's
+        stages = tuple(s if s.activation else replace(s, activation=self.activation) for s in self.stages)
+        object.__setattr__(self, "stages", stages)
 
     @property
     def num_stages(self) -> int:

@@ -1,0 +1,355 @@
+"""The data side of AutoSpace (evolving a search space): candidate blocks, the universe they
+come from, each stage's population with its fitness, tournament selection, mutation, and
+the search space the fittest candidates make.
+
+A candidate block is one inverted-residual block setting of a stage: (kernel size, expand
+ratio, squeeze-excite on/off, activation). The fitness that ranks them comes from the
+weight a mixed layer learns for each (``anas.train.autospace``); this module only keeps
+score, and is pure (numpy random generators passed in, no torch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from itertools import product
+
+import numpy as np
+
+from anas.errors import AnasError
+from anas.space.arch import largest_arch, smallest_arch
+from anas.space.cost import arch_costs
+from anas.space.space import ACTIVATIONS, SearchSpace, Stage, downsample
+
+DEFAULT_KERNELS = (3, 5, 7)
+DEFAULT_EXPANDS = (1.0, 2.0, 3.0, 4.0, 6.0)
+DEFAULT_SE = (False, True)
+DEFAULT_ACTIVATIONS = ("relu", "swish")
+FIELDS = ("kernel", "expand", "se", "activation")
+NEUTRAL_FITNESS = 1.0  # an even share of a mixed layer
+
+
+@dataclass(frozen=True, order=True)
+class Block:
+    """One candidate block of a stage."""
+
+    kernel: int
+    expand: float
+    se: bool
+    activation: str
+
+    @property
+    def label(self) -> str:
+        return f"k{self.kernel} e{self.expand:g} {'se' if self.se else 'no-se'} {self.activation}"
+
+    def to_dict(self) -> dict:
+        return {"kernel": self.kernel, "expand": self.expand, "se": self.se, "activation": self.activation}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Block:
+        return cls(int(data["kernel"]), float(data["expand"]), bool(data["se"]), str(data["activation"]))
+
+
+@dataclass(frozen=True)
+class Universe:
+    """The values each field of a candidate block may take."""
+
+    kernels: tuple[int, ...] = DEFAULT_KERNELS
+    expands: tuple[float, ...] = DEFAULT_EXPANDS
+    se: tuple[bool, ...] = DEFAULT_SE
+    activations: tuple[str, ...] = DEFAULT_ACTIVATIONS
+
+    def __post_init__(self):
+        for name, values in (("kernels", self.kernels), ("expands", self.expands), ("se", self.se),
+                             ("activations", self.activations)):
+            if not values:
+                raise AnasError(f"the universe's --{name} is empty: give at least one value")
+        bad_kernel = [k for k in self.kernels if k < 1 or k % 2 == 0]
+        if bad_kernel:
+            raise AnasError(f"--kernels: kernel sizes must be odd and positive, got {bad_kernel[0]}")
+        if any(not 0 < e <= 64 for e in self.expands):
+            raise AnasError(f"--expands: expand ratios must be in (0, 64], got {list(self.expands)}")
+        unknown = [a for a in self.activations if a not in ACTIVATIONS]
+        if unknown:
+            raise AnasError(f"--activations: unknown activation {unknown[0]!r} (known: {', '.join(ACTIVATIONS)})")
+
+    def values(self, name: str) -> tuple:
+        return {"kernel": self.kernels, "expand": self.expands, "se": self.se, "activation": self.activations}[name]
+
+    def stage_blocks(self, max_kernel: int) -> list[Block]:
+        """Every block of the universe whose kernel fits a stage's input of ``max_kernel`` pixels."""
+        kernels = [k for k in self.kernels if k <= max_kernel]
+        return [Block(k, float(e), s, a) for k, e, s, a in product(kernels, self.expands, self.se, self.activations)]
+
+    def cheapest(self) -> Block:
+        """The block of least MFLOPs: smallest kernel and expand ratio, no SE when allowed."""
+        return Block(min(self.kernels), float(min(self.expands)), min(self.se), self.activations[0])
+
+
+def reference_blocks(stage: Stage) -> list[Block]:
+    """The blocks a written stage can run: its kernel sizes with its expand ratios."""
+    return [Block(k, float(e), stage.se, stage.activation) for k in stage.kernel_sizes for e in stage.expand_ratios]
+
+
+def stage_input_size(space: SearchSpace, index: int) -> int:
+    """The height of stage ``index``'s input at the space's largest resolution."""
+    size = int(downsample(max(space.resolutions), space.first_conv.stride))
+    for stage in space.stages[:index]:
+        size = int(downsample(size, stage.stride))
+    return size
+
+
+@dataclass
+class Member:
+    """A candidate in a population: its fitness (None until first scored) and whether it
+    belongs to the reference (the space evolution started from; never replaced)."""
+
+    block: Block
+    reference: bool = False
+    fitness: float | None = None
+    born: int = 0
+
+    def to_dict(self) -> dict:
+        return {**self.block.to_dict(), "reference": self.reference, "fitness": self.fitness, "born": self.born}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Member:
+        return cls(Block.from_dict(data), bool(data["reference"]), data["fitness"], int(data["born"]))
+
+
+@dataclass
+class Population:
+    """The candidates of one stage and the blocks it may draw new ones from."""
+
+    stage: str
+    members: list[Member]
+    allowed: list[Block] = field(repr=False)
+
+    def blocks(self) -> list[Block]:
+        return [m.block for m in self.members]
+
+    def draw(self, count: int, tournament: int, rng: np.random.Generator) -> list[Member]:
+        """``count`` distinct members for a mixed layer: candidates never scored first (in
+        random order), then tournament winners (the fittest of ``tournament`` drawn at random)."""
+        pool = list(self.members)
+        drawn = []
+        for _ in range(min(count, len(pool))):
+            fresh = [m for m in pool if m.fitness is None]
+            if fresh:
+                winner = fresh[rng.integers(len(fresh))]
+            else:
+                entrants = rng.choice(len(pool), size=min(tournament, len(pool)), replace=False)
+                winner = max((pool[i] for i in entrants), key=lambda m: m.fitness)
+            pool.remove(winner)
+            drawn.append(winner)
+        return drawn
+
+    def score(self, drawn: list[Member], weights: np.ndarray, momentum: float) -> None:
+        """Move each drawn member's fitness toward ``len(drawn) * weight`` (1 = an even share of
+        the mixed layer): an exponential moving average that starts from 1, so that one lucky
+        draw among weak rivals does not put a newcomer on top."""
+        for member, weight in zip(drawn, weights):
+            previous = NEUTRAL_FITNESS if member.fitness is None else member.fitness
+            member.fitness = momentum * previous + (1 - momentum) * float(len(drawn) * weight)
+
+    def mutate(self, children: int, tournament: int, generation: int, rng: np.random.Generator) -> list[Member]:
+        """Add up to ``children`` new members, each a tournament winner with one field
+        changed, in place of the weakest scored members that are not references."""
+        added = []
+        for _ in range(children):
+            replaceable = [m for m in self.members if not m.reference and m.fitness is not None]
+            scored = [m for m in self.members if m.fitness is not None]
+            if not replaceable or not scored:
+                break
+            child = self._child(scored, tournament, rng)
+            if child is None:
+                break
+            self.members.remove(min(replaceable, key=lambda m: m.fitness))
+            member = Member(child, born=generation)
+            self.members.append(member)
+            added.append(member)
+        return added
+
+    def _child(self, scored: list[Member], tournament: int, rng: np.random.Generator) -> Block | None:
+        present = set(self.blocks())
+        entrants = rng.choice(len(scored), size=min(tournament, len(scored)), replace=False)
+        parent = max((scored[i] for i in entrants), key=lambda m: m.fitness).block
+        neighbours = [b for b in self.allowed if b not in present and _differences(b, parent) == 1]
+        if not neighbours:  # every neighbour is present: any block not yet in the population
+            neighbours = [b for b in self.allowed if b not in present]
+        return neighbours[rng.integers(len(neighbours))] if neighbours else None
+
+    def ranked(self) -> list[Member]:
+        """Scored members, fittest first (ties: the cheaper-looking block, by its fields)."""
+        scored = [m for m in self.members if m.fitness is not None]
+        return sorted(scored, key=lambda m: (-m.fitness, m.block))
+
+    def to_dict(self) -> dict:
+        return {"stage": self.stage, "members": [m.to_dict() for m in self.members]}
+
+
+def _differences(a: Block, b: Block) -> int:
+    return sum(getattr(a, name) != getattr(b, name) for name in FIELDS)
+
+
+def initial_populations(space: SearchSpace, universe: Universe, size: int,
+                        rng: np.random.Generator) -> list[Population]:
+    """Per stage: the reference blocks, then distinct random blocks of the universe up to
+    ``size`` members."""
+    populations = []
+    for i, stage in enumerate(space.stages):
+        allowed = stage_universe(space, universe, i)
+        references = reference_blocks(stage)
+        if size <= len(references):
+            raise AnasError(f"--population {size} leaves no room beside stage {stage.name}'s {len(references)} "
+                            f"reference blocks: use at least {len(references) + 1}")
+        others = [b for b in allowed if b not in references]
+        order = rng.permutation(len(others))[: size - len(references)]
+        members = [Member(b, reference=True) for b in references] + [Member(others[j]) for j in sorted(order)]
+        populations.append(Population(stage.name, members, allowed))
+    return populations
+
+
+def stage_universe(space: SearchSpace, universe: Universe, index: int) -> list[Block]:
+    """The universe's blocks for stage ``index``: those whose kernel fits its input."""
+    size = stage_input_size(space, index)
+    allowed = universe.stage_blocks(size)
+    if not allowed:
+        stage = space.stages[index]
+        raise AnasError(f"the universe leaves stage {stage.name} no candidate: its input is {size}x{size} at "
+                        f"resolution {max(space.resolutions)} and every --kernels value "
+                        f"({', '.join(map(str, universe.kernels))}) is larger")
+    return allowed
+
+
+# ----------------------------------------------------------------------------------------
+# From the fittest candidates to a search space
+# ----------------------------------------------------------------------------------------
+
+
+def stage_from_blocks(stage: Stage, blocks: list[Block]) -> Stage:
+    """``stage`` with the choices of ``blocks``: one SE setting and one activation per stage
+    (the first block's), the kernel sizes and expand ratios of those blocks that share them."""
+    first = blocks[0]
+    same = [b for b in blocks if b.se == first.se and b.activation == first.activation]
+    expands = sorted({b.expand for b in same})
+    return replace(stage, kernel_sizes=tuple(sorted({b.kernel for b in same})),
+                   expand_ratios=tuple(int(e) if e == int(e) else e for e in expands), se=first.se,
+                   activation=first.activation)
+
+
+def space_from_blocks(space: SearchSpace, blocks: list[list[Block]], name: str) -> SearchSpace:
+    stages = tuple(stage_from_blocks(stage, chosen) for stage, chosen in zip(space.stages, blocks))
+    return replace(space, name=name, stages=stages, models={})
+
+
+def largest_mflops(space: SearchSpace) -> float:
+    return arch_costs(space, largest_arch(space))[0]
+
+
+def least_possible_mflops(space: SearchSpace, universe: Universe) -> float:
+    """MFLOPs of the smallest subnet any space evolved from ``space`` can hold: its
+    smallest widths, depths and resolution with the universe's cheapest block everywhere."""
+    cheap = space_from_blocks(space, [[universe.cheapest()]] * space.num_stages, space.name)
+    return arch_costs(cheap, smallest_arch(cheap))[0]
+
+
+def check_budget(space: SearchSpace, universe: Universe, max_flops: float | None) -> None:
+    if max_flops is None:
+        return
+    least = least_possible_mflops(space, universe)
+    if max_flops < least:
+        raise AnasError(f"--max-flops {max_flops:g} is below {least:.3f} MFLOPs, the smallest subnet a space "
+                        f"evolved from {space.name} with this universe can hold")
+
+
+@dataclass(frozen=True)
+class Evolved:
+    """The evolved space, the blocks each stage took (fittest first) and what the budget removed."""
+
+    space: SearchSpace
+    blocks: list[list[Block]]
+    trimmed: list[str]
+
+
+def evolved_space(source: SearchSpace, populations: list[Population], keep: int, name: str,
+                  max_flops: float | None = None) -> Evolved:
+    """Per stage the ``keep`` fittest candidates become the stage's choices. With
+    ``max_flops``, while the largest subnet is over budget, one stage's costliest chosen
+    block, and every block costing as much, leave its ranking (the population by fitness,
+    then the rest of the stage's universe by cost) for the next ones; once every stage is
+    down to its cheapest blocks, the largest resolution, width or depth choice whose
+    removal lowers the largest subnet most goes."""
+    pools = [[m.block for m in p.ranked()] for p in populations]
+    pools = [pool + sorted((b for b in p.allowed if b not in pool), key=lambda b: candidate_mflops(source, i, b))
+             for i, (pool, p) in enumerate(zip(pools, populations))]
+    trimmed: list[str] = []
+    space = source
+    while True:
+        chosen = [_chosen(pool, keep) for pool in pools]
+        space = space_from_blocks(space, chosen, name)
+        if max_flops is None or largest_mflops(space) <= max_flops:
+            return Evolved(space, chosen, trimmed)
+        if not _capcandidate_mflops(space, pools, chosen, keep, trimmed):
+            space = _trim_largest_choice(space, trimmed)
+
+
+def _chosen(pool: list[Block], keep: int) -> list[Block]:
+    """The first ``keep`` blocks of the pool that share the first one's SE and activation."""
+    first = pool[0]
+    return [b for b in pool if b.se == first.se and b.activation == first.activation][:keep]
+
+
+def candidate_mflops(space: SearchSpace, index: int, block: Block) -> float:
+    """MFLOPs of the largest subnet of ``space`` when stage ``index`` holds only ``block``."""
+    stage = stage_from_blocks(space.stages[index], [block])
+    stages = tuple(stage if i == index else s for i, s in enumerate(space.stages))
+    return largest_mflops(replace(space, stages=stages, models={}))
+
+
+def _capcandidate_mflops(space: SearchSpace, pools: list[list[Block]], chosen: list[list[Block]], keep: int,
+                    trimmed: list[str]) -> bool:
+    """In the stage where that lowers the largest subnet most, drop from the pool the
+    costliest chosen block and every block that costs as much or more (as the stage's only
+    block); a pool keeps at least one block. False when no stage can give one up."""
+    best = None
+    for i, pool in enumerate(pools):
+        costs = {b: candidate_mflops(space, i, b) for b in pool}
+        cap = max(costs[b] for b in chosen[i])
+        rest = [b for b in pool if costs[b] < cap]
+        if not rest:
+            continue
+        trial = space_from_blocks(space, [_chosen(rest, keep) if j == i else c for j, c in enumerate(chosen)],
+                                  space.name)
+        cost = largest_mflops(trial)
+        if best is None or cost < best[0]:
+            best = (cost, i, rest, [b for b in chosen[i] if costs[b] >= cap])
+    if best is None:
+        return False
+    _, i, rest, dropped = best
+    pools[i] = rest
+    trimmed += [f"{space.stages[i].name}: {block.label}" for block in dropped]
+    return True
+
+
+def _trim_largest_choice(space: SearchSpace, trimmed: list[str]) -> SearchSpace:
+    """The space without the one largest resolution, width or depth choice whose removal
+    lowers the largest subnet most."""
+    trials = []
+    if len(space.resolutions) > 1:
+        trials.append(("resolution", replace(space, resolutions=space.resolutions[:-1])))
+    first = space.first_conv
+    if len(first.widths) > 1:
+        trials.append(("first_conv width", replace(space, first_conv=replace(first, widths=first.widths[:-1]))))
+    for i, stage in enumerate(space.stages):
+        for setting in ("widths", "depths"):
+            if len(getattr(stage, setting)) > 1:
+                shorter = replace(stage, **{setting: getattr(stage, setting)[:-1]})
+                stages = tuple(shorter if j == i else s for j, s in enumerate(space.stages))
+                trials.append((f"{stage.name} {setting[:-1]}", replace(space, stages=stages)))
+    if len(space.head.widths) > 1:
+        trials.append(("head width", replace(space, head=replace(space.head, widths=space.head.widths[:-1]))))
+    if not trials:  # unreachable after check_budget: the least possible subnet fits
+        raise AnasError("no evolved space fits --max-flops")
+    label, trial = min(trials, key=lambda t: largest_mflops(t[1]))
+    trimmed.append(f"largest {label}")
+    return trial
