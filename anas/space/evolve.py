@@ -10,6 +10,7 @@ score, and is pure (numpy random generators passed in, no torch).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from itertools import product
 
@@ -151,10 +152,9 @@ class Population:
             previous = NEUTRAL_FITNESS if member.fitness is None else member.fitness
             member.fitness = momentum * previous + (1 - momentum) * float(len(drawn) * weight)
 
-    def mutate(self, children: int, tournament: int, generation: int, rng: np.random.Generator) -> list[Member]:
+    def mutate(self, children: int, tournament: int, generation: int, rng: np.random.Generator) -> None:
         """Add up to ``children`` new members, each a tournament winner with one field
         changed, in place of the weakest scored members that are not references."""
-        added = []
         for _ in range(children):
             replaceable = [m for m in self.members if not m.reference and m.fitness is not None]
             scored = [m for m in self.members if m.fitness is not None]
@@ -164,10 +164,7 @@ class Population:
             if child is None:
                 break
             self.members.remove(min(replaceable, key=lambda m: m.fitness))
-            member = Member(child, born=generation)
-            self.members.append(member)
-            added.append(member)
-        return added
+            self.members.append(Member(child, born=generation))
 
     def _child(self, scored: list[Member], tournament: int, rng: np.random.Generator) -> Block | None:
         present = set(self.blocks())
@@ -273,30 +270,89 @@ class Evolved:
 
 def evolved_space(source: SearchSpace, populations: list[Population], keep: int, name: str,
                   max_flops: float | None = None) -> Evolved:
-    """Per stage the ``keep`` fittest candidates become the stage's choices. With
-    ``max_flops``, while the largest subnet is over budget, one stage's costliest chosen
-    block, and every block costing as much, leave its ranking (the population by fitness,
-    then the rest of the stage's universe by cost) for the next ones; once every stage is
-    down to its cheapest blocks, the largest resolution, width or depth choice whose
-    removal lowers the largest subnet most goes."""
-    pools = [[m.block for m in p.ranked()] for p in populations]
-    pools = [pool + sorted((b for b in p.allowed if b not in pool), key=lambda b: candidate_mflops(source, i, b))
-             for i, (pool, p) in enumerate(zip(pools, populations))]
+    """Per stage the ``keep`` fittest candidates (sharing the fittest one's SE setting and
+    activation) become the stage's choices.
+
+    With ``max_flops``, while the largest subnet is over budget, one move at a time: a
+    stage takes the fittest blocks whose combination (its largest kernel and expand ratio)
+    costs less than its current one (when no scored candidate is left below that cost,
+    the universe's blocks, the costliest first); once no stage can get cheaper, the
+    largest resolution, width or depth choice of one setting goes. Of the possible moves,
+    the one that fits the budget with the most MFLOPs left is taken, else the one that
+    lowers the largest subnet most."""
+    costs = _StageCosts(source)
+    stages = [_StageChoice(i, [m.block for m in p.ranked()], p.allowed, math.inf) for i, p in enumerate(populations)]
     trimmed: list[str] = []
     space = source
     while True:
-        chosen = [_chosen(pool, keep) for pool in pools]
+        chosen = [stage.chosen(keep, costs) for stage in stages]
         space = space_from_blocks(space, chosen, name)
         if max_flops is None or largest_mflops(space) <= max_flops:
             return Evolved(space, chosen, trimmed)
-        if not _capcandidate_mflops(space, pools, chosen, keep, trimmed):
-            space = _trim_largest_choice(space, trimmed)
+        moves = _block_moves(space, stages, chosen, keep, costs) or _choice_moves(space)
+        if not moves:  # unreachable after check_budget: the least possible subnet fits
+            raise AnasError("no evolved space fits --max-flops")
+        fitting = [move for move in moves if move.mflops <= max_flops]
+        move = max(fitting, key=lambda m: m.mflops) if fitting else min(moves, key=lambda m: m.mflops)
+        trimmed += move.dropped
+        stages, space = move.stages or stages, move.space or space
 
 
-def _chosen(pool: list[Block], keep: int) -> list[Block]:
-    """The first ``keep`` blocks of the pool that share the first one's SE and activation."""
-    first = pool[0]
-    return [b for b in pool if b.se == first.se and b.activation == first.activation][:keep]
+class _StageCosts:
+    """MFLOPs of ``source``'s largest subnet when a stage holds given blocks: what the
+    blocks' largest kernel, largest expand ratio and SE setting cost (cached on those)."""
+
+    def __init__(self, source: SearchSpace):
+        self.source = source
+        self.cache: dict[tuple, float] = {}
+
+    def __call__(self, index: int, blocks: list[Block]) -> float:
+        kernel, expand, se = max(b.kernel for b in blocks), max(b.expand for b in blocks), blocks[0].se
+        key = (index, kernel, expand, se)
+        if key not in self.cache:
+            self.cache[key] = candidate_mflops(self.source, index, Block(kernel, expand, se, blocks[0].activation))
+        return self.cache[key]
+
+
+@dataclass(frozen=True)
+class _StageChoice:
+    """A stage's blocks in order of preference, and the cost its choice must stay below."""
+
+    index: int
+    ranking: list[Block]
+    universe: list[Block]
+    cap: float
+
+    def chosen(self, keep: int, costs: _StageCosts) -> list[Block]:
+        """The first ``keep`` blocks of the ranking that share the first one's SE setting and
+        activation and together cost less than ``cap``."""
+        chosen: list[Block] = []
+        for block in self.ranking:
+            same = not chosen or (block.se, block.activation) == (chosen[0].se, chosen[0].activation)
+            if same and costs(self.index, [*chosen, block]) < self.cap:
+                chosen.append(block)
+            if len(chosen) == keep:
+                break
+        return chosen
+
+    def cheaper(self, chosen: list[Block], costs: _StageCosts) -> _StageChoice | None:
+        """The same stage held below what ``chosen`` costs; None when no block is cheaper."""
+        cap = costs(self.index, chosen)
+        ranking = [b for b in self.ranking if costs(self.index, [b]) < cap]
+        if not ranking:  # no scored candidate left: the universe's, costliest first
+            ranking = sorted((b for b in self.universe if costs(self.index, [b]) < cap),
+                             key=lambda b: (-costs(self.index, [b]), b))
+        return _StageChoice(self.index, ranking, self.universe, cap) if ranking else None
+
+
+@dataclass(frozen=True)
+class _Move:
+    """A way to lower the largest subnet: cheaper stage choices or a smaller space."""
+
+    mflops: float
+    dropped: list[str]
+    stages: list[_StageChoice] | None = None
+    space: SearchSpace | None = None
 
 
 def candidate_mflops(space: SearchSpace, index: int, block: Block) -> float:
@@ -306,34 +362,23 @@ def candidate_mflops(space: SearchSpace, index: int, block: Block) -> float:
     return largest_mflops(replace(space, stages=stages, models={}))
 
 
-def _capcandidate_mflops(space: SearchSpace, pools: list[list[Block]], chosen: list[list[Block]], keep: int,
-                    trimmed: list[str]) -> bool:
-    """In the stage where that lowers the largest subnet most, drop from the pool the
-    costliest chosen block and every block that costs as much or more (as the stage's only
-    block); a pool keeps at least one block. False when no stage can give one up."""
-    best = None
-    for i, pool in enumerate(pools):
-        costs = {b: candidate_mflops(space, i, b) for b in pool}
-        cap = max(costs[b] for b in chosen[i])
-        rest = [b for b in pool if costs[b] < cap]
-        if not rest:
+def _block_moves(space: SearchSpace, stages: list[_StageChoice], chosen: list[list[Block]], keep: int,
+                 costs: _StageCosts) -> list[_Move]:
+    """Per stage that can get cheaper: the space with that stage's next choice."""
+    moves = []
+    for i, stage in enumerate(stages):
+        cheaper = stage.cheaper(chosen[i], costs)
+        if cheaper is None:
             continue
-        trial = space_from_blocks(space, [_chosen(rest, keep) if j == i else c for j, c in enumerate(chosen)],
-                                  space.name)
-        cost = largest_mflops(trial)
-        if best is None or cost < best[0]:
-            best = (cost, i, rest, [b for b in chosen[i] if costs[b] >= cap])
-    if best is None:
-        return False
-    _, i, rest, dropped = best
-    pools[i] = rest
-    trimmed += [f"{space.stages[i].name}: {block.label}" for block in dropped]
-    return True
+        blocks = cheaper.chosen(keep, costs)
+        trial = space_from_blocks(space, [blocks if j == i else c for j, c in enumerate(chosen)], space.name)
+        dropped = [f"{space.stages[i].name}: {b.label}" for b in chosen[i] if b not in blocks]
+        moves.append(_Move(largest_mflops(trial), dropped, stages=[cheaper if j == i else s for j, s in enumerate(stages)]))
+    return moves
 
 
-def _trim_largest_choice(space: SearchSpace, trimmed: list[str]) -> SearchSpace:
-    """The space without the one largest resolution, width or depth choice whose removal
-    lowers the largest subnet most."""
+def _choice_moves(space: SearchSpace) -> list[_Move]:
+    """Each way to drop the largest resolution, width or depth choice of one setting."""
     trials = []
     if len(space.resolutions) > 1:
         trials.append(("resolution", replace(space, resolutions=space.resolutions[:-1])))
@@ -348,8 +393,4 @@ def _trim_largest_choice(space: SearchSpace, trimmed: list[str]) -> SearchSpace:
                 trials.append((f"{stage.name} {setting[:-1]}", replace(space, stages=stages)))
     if len(space.head.widths) > 1:
         trials.append(("head width", replace(space, head=replace(space.head, widths=space.head.widths[:-1]))))
-    if not trials:  # unreachable after check_budget: the least possible subnet fits
-        raise AnasError("no evolved space fits --max-flops")
-    label, trial = min(trials, key=lambda t: largest_mflops(t[1]))
-    trimmed.append(f"largest {label}")
-    return trial
+    return [_Move(largest_mflops(trial), [f"largest {label}"], space=trial) for label, trial in trials]

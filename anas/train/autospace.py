@@ -88,7 +88,8 @@ class EvolveConfig:
     batch_size: int = option(32, "Images per step and process.", short="-b")
     lr: float = option(0.05, "SGD learning rate of the mixed network's weights (cosine over the steps).")
     arch_lr: float = option(0.01, "Adam learning rate of the mixed layers' logits.")
-    flops_penalty: float = option(0.1, "lambda of the MFLOPs penalty (per the source space's largest MFLOPs).")
+    flops_penalty: float = option(0.0, "lambda of the MFLOPs penalty in the mixed network's loss (per the source "
+                                       "space's largest MFLOPs; --max-flops holds the budget either way).")
     fitness_momentum: float = option(0.5, "Fitness <- m fitness + (1 - m) share, each time a candidate is scored.")
     tournament: int = option(3, "Entrants per tournament (drawing and picking parents).")
     children: int = option(2, "Mutants per stage and generation (replacing the weakest non-reference members).")
