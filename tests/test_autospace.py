@@ -138,6 +138,13 @@ def test_an_interrupted_evolution_resumes_where_it_stopped(tmp_path):
     resumed = evolve_space({"generations": 5}, folder=tmp_path / "b", progress=False, scorer=planted_oracle)
     assert resumed.evolved.space == straight.evolved.space
     assert (tmp_path / "a" / "evolution.csv").read_text() == (tmp_path / "b" / "evolution.csv").read_text()
+
+    def no_training(candidates, generation):
+        raise AssertionError("a finished evolution trains nothing")
+
+    cheaper = evolve_space({"generations": 5, "max_flops": 1.0, "keep": 1}, folder=tmp_path / "b", progress=False,
+                           scorer=no_training)  # the same evolution, another budget
+    assert largest_mflops(cheaper.evolved.space) <= 1.0 and all(len(b) == 1 for b in cheaper.evolved.blocks)
     more = evolve_space({"generations": 7}, folder=tmp_path / "b", progress=False, scorer=planted_oracle)
     assert more.generations == 7
 

@@ -73,9 +73,6 @@ class Universe:
         if unknown:
             raise AnasError(f"--activations: unknown activation {unknown[0]!r} (known: {', '.join(ACTIVATIONS)})")
 
-    def values(self, name: str) -> tuple:
-        return {"kernel": self.kernels, "expand": self.expands, "se": self.se, "activation": self.activations}[name]
-
     def stage_blocks(self, max_kernel: int) -> list[Block]:
         """Every block of the universe whose kernel fits a stage's input of ``max_kernel`` pixels."""
         kernels = [k for k in self.kernels if k <= max_kernel]
@@ -373,7 +370,8 @@ def _block_moves(space: SearchSpace, stages: list[_StageChoice], chosen: list[li
         blocks = cheaper.chosen(keep, costs)
         trial = space_from_blocks(space, [blocks if j == i else c for j, c in enumerate(chosen)], space.name)
         dropped = [f"{space.stages[i].name}: {b.label}" for b in chosen[i] if b not in blocks]
-        moves.append(_Move(largest_mflops(trial), dropped, stages=[cheaper if j == i else s for j, s in enumerate(stages)]))
+        stages_after = [cheaper if j == i else s for j, s in enumerate(stages)]
+        moves.append(_Move(largest_mflops(trial), dropped, stages=stages_after))
     return moves
 
 

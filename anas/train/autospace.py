@@ -71,7 +71,7 @@ from anas.train.distributed import (
 STATE_FILE = "state.json"
 CSV_FILE = "evolution.csv"
 STATE_FORMAT = "anas-space-evolution"
-RESUMABLE_CHANGES = {"generations", "device"}  # options that may differ when an evolution resumes
+RESUMABLE_CHANGES = {"generations", "device", "max_flops", "keep", "name"}  # may differ on resume
 
 
 @dataclass
@@ -361,7 +361,8 @@ class EvolveSummary:
     def to_dict(self) -> dict:
         return {"path": str(self.path), "folder": str(self.folder), "space": self.evolved.space.name,
                 "from": self.source.name, "generations": self.generations,
-                "largest_mflops": largest_mflops(self.evolved.space), "source_largest_mflops": largest_mflops(self.source),
+                "largest_mflops": largest_mflops(self.evolved.space),
+                "source_largest_mflops": largest_mflops(self.source),
                 "trimmed_for_budget": self.evolved.trimmed,
                 "stages": [{"stage": s.name, "blocks": [b.label for b in blocks], "population": members}
                            for s, blocks, members in zip(self.evolved.space.stages, self.evolved.blocks, self.fitness)]}
