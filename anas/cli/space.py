@@ -12,13 +12,12 @@ from rich.table import Table
 from anas.cli import app
 from anas.cli.common import out, print_json
 from anas.cli.options import with_config_options
-from anas.io import read_json
 from anas.latency.reduce import Reduction, reduce_space
 from anas.latency.table import read_latency_table
 from anas.space.compare import mflops_range, space_changes
-from anas.space.schema import load_space, space_from_dict, write_space
+from anas.space.schema import load_space, write_space
 from anas.space.space import SearchSpace
-from anas.train.autospace import STATE_FILE, EvolveConfig, evolve_space
+from anas.train.autospace import EvolveConfig, evolution_source, evolve_space
 
 space_app = typer.Typer(help="Make new search spaces.", no_args_is_help=True)
 app.add_typer(space_app, name="space")
@@ -98,7 +97,7 @@ def show_command(
 ) -> None:
     """Show how a space differs from the one it was made from (per-stage choices, MFLOPs range)."""
     new = load_space(space)
-    old = load_space(against) if against is not None else _evolution_source(Path(space))
+    old = load_space(against) if against is not None else evolution_source(Path(space))
     if old is None:
         low, high = mflops_range(new)
         if json_output:
@@ -113,15 +112,6 @@ def show_command(
                     "changes": [vars(c) for c in space_changes(old, new)]})
         return
     _show_changes(old, new)
-
-
-def _evolution_source(path: Path) -> SearchSpace | None:
-    """The space an evolution whose folder holds ``path`` started from; None elsewhere."""
-    state = path.parent / STATE_FILE
-    if not path.is_file() or not state.is_file():
-        return None
-    source = read_json(state, "evolution state").get("source")
-    return space_from_dict(source, str(state)) if isinstance(source, dict) else None
 
 
 def _show_changes(old: SearchSpace, new: SearchSpace) -> None:

@@ -56,7 +56,7 @@ from anas.space.evolve import (
     largest_mflops,
     stage_universe,
 )
-from anas.space.schema import load_space, space_to_dict, write_space
+from anas.space.schema import load_space, space_from_dict, space_to_dict, write_space
 from anas.space.space import SearchSpace
 from anas.train.config import option
 from anas.train.data import DATASETS, DataConfig, load_data, make_loader
@@ -464,6 +464,16 @@ def _start_or_resume(config: EvolveConfig, source: SearchSpace, universe: Univer
         raise AnasError(f"{folder} evolved another version of space {config.space}: pass --fresh to start over, "
                         f"or another --dir")
     return Evolution(config, source, populations, generation, rows)
+
+
+def evolution_source(space_file: Path) -> SearchSpace | None:
+    """The space that the evolution whose folder holds ``space_file`` started from; None
+    when the file is not in an evolution's folder."""
+    state = space_file.parent / STATE_FILE
+    if not space_file.is_file() or not state.is_file():
+        return None
+    source = read_json(state, "evolution state").get("source")
+    return space_from_dict(source, str(state)) if isinstance(source, dict) else None
 
 
 def _save(state: Evolution, folder: Path) -> None:
