@@ -69,6 +69,27 @@ def train_until_interrupted(options: dict, after_epoch: int = 1) -> None:
         start_training(options, progress=False, on_epoch_end=stop)
 
 
+def straight_and_resumed(options: dict, folder) -> tuple[dict, dict]:
+    """The last checkpoints of ``options`` trained straight through (in ``folder/a``) and
+    interrupted after its first epoch, then resumed (in ``folder/b``)."""
+    from anas.train.loop import resume_training, start_training
+    from anas.train.rundir import load_checkpoint
+
+    start_training({**options, "run_dir": str(folder / "a")}, progress=False)
+    train_until_interrupted({**options, "run_dir": str(folder / "b")})
+    resume_training(str(folder / "b"), {}, progress=False)
+    a, b = (load_checkpoint(folder / name / "checkpoints" / "last.pt") for name in ("a", "b"))
+    return a, b
+
+
+def assert_same_tensors(a: dict, b: dict, label: str = "") -> None:
+    """Every tensor of the state dict ``a`` equals the one of the same name in ``b``."""
+    import torch
+
+    for name, tensor in a.items():
+        assert torch.equal(tensor, b[name]), (label, name)
+
+
 @pytest.fixture(scope="session")
 def tiny():
     return load_space("tiny")

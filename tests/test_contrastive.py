@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_one_line_error, train_until_interrupted
+from conftest import assert_one_line_error, assert_same_tensors, straight_and_resumed
 from PIL import Image
 
 from anas.errors import DataError
@@ -14,7 +14,7 @@ from anas.nn.probe import fit_probe
 from anas.space.schema import load_space
 from anas.train.config import TrainConfig, build_config
 from anas.train.data import DataConfig, load_data
-from anas.train.loop import Trainer, resume_training, start_training
+from anas.train.loop import Trainer, start_training
 from anas.train.objectives.contrastive import (
     ContrastiveObjective,
     cross_path_loss,
@@ -100,15 +100,10 @@ def test_labels_are_never_read(tmp_path):
 
 
 def test_resume_is_bit_exact(tmp_path):
-    start_training({**LABEL_FREE, "run_dir": str(tmp_path / "a")}, progress=False)
-    train_until_interrupted({**LABEL_FREE, "run_dir": str(tmp_path / "b")})
-    resume_training(str(tmp_path / "b"), {}, progress=False)
-    a, b = (load_checkpoint(tmp_path / name / "checkpoints" / "last.pt") for name in ("a", "b"))
-    for name, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][name]), name
+    a, b = straight_and_resumed(LABEL_FREE, tmp_path)
+    assert_same_tensors(a["model"], b["model"])
     for part in ("head", "teacher", "teacher_head"):
-        for name, tensor in a["objective"][part].items():
-            assert torch.equal(tensor, b["objective"][part][name]), (part, name)
+        assert_same_tensors(a["objective"][part], b["objective"][part], part)
     assert torch.equal(a["objective"]["queue"], b["objective"]["queue"])
 
 

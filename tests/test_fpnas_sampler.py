@@ -4,14 +4,18 @@ import json
 
 import numpy as np
 import pytest
-import torch
-from conftest import TINY_FAKE_RUN, assert_one_line_error, train_until_interrupted
+from conftest import (
+    TINY_FAKE_RUN,
+    assert_one_line_error,
+    assert_same_tensors,
+    straight_and_resumed,
+)
 
 from anas.space.arch import ArchBatch
 from anas.space.cost import batch_costs
 from anas.space.distribution import SubnetDistribution
-from anas.train.loop import resume_training, start_training
-from anas.train.rundir import RunDir, load_checkpoint
+from anas.train.loop import start_training
+from anas.train.rundir import RunDir
 from anas.train.samplers.fpnas import hinge_cost
 
 FPNAS_RUN = {**TINY_FAKE_RUN, "sampler": "fpnas", "holdout": 0.25, "flops_target": 1.0, "epochs": 2,
@@ -32,13 +36,9 @@ def test_training_writes_the_distribution_its_mode_and_metrics(tmp_path, tiny):
 
 
 def test_resume_restores_the_distribution_exactly(tmp_path):
-    start_training({**FPNAS_RUN, "run_dir": str(tmp_path / "a")}, progress=False)
-    train_until_interrupted({**FPNAS_RUN, "run_dir": str(tmp_path / "b")})
-    resume_training(str(tmp_path / "b"), {}, progress=False)
-    a, b = (load_checkpoint(tmp_path / run / "checkpoints" / "last.pt") for run in ("a", "b"))
+    a, b = straight_and_resumed(FPNAS_RUN, tmp_path)
     assert a["sampler"]["logits"] == b["sampler"]["logits"]
-    for name, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][name]), name
+    assert_same_tensors(a["model"], b["model"])
 
 
 @pytest.mark.parametrize("beta, within", [(5.0, True), (0.0, False)])

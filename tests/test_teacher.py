@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 import torch
-from conftest import assert_one_line_error, train_until_interrupted
+from conftest import assert_one_line_error, assert_same_tensors, straight_and_resumed
 
 from anas.nn.supernet import Supernet
 from anas.space.arch import ArchBatch, largest_arch, sample_archs
 from anas.space.sampling import differing_arch
 from anas.train.config import TrainConfig
-from anas.train.loop import resume_training, start_training
+from anas.train.loop import start_training
 from anas.train.regularizers import RegularizerContext, StepState
 from anas.train.regularizers.kd import soft_cross_entropy
 from anas.train.regularizers.teacher import MeanTeacher, default_momentum
@@ -112,15 +112,9 @@ def test_swapping_the_paths_leaves_the_loss_unchanged(tiny):
 
 def test_resume_with_a_teacher_is_bit_exact(tmp_path):
     options = {**PINAS, "data": "fake", "batch_size": 16}
-    start_training({**options, "run_dir": str(tmp_path / "a")}, progress=False)
-    train_until_interrupted({**options, "run_dir": str(tmp_path / "b")})
-    resume_training(str(tmp_path / "b"), {}, progress=False)
-    a, b = (load_checkpoint(tmp_path / name / "checkpoints" / "last.pt") for name in ("a", "b"))
-    for name, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][name]), name
-    teacher_a, teacher_b = (c["regularizers"][1]["teacher"] for c in (a, b))
-    for name, tensor in teacher_a.items():
-        assert torch.equal(tensor, teacher_b[name]), name
+    a, b = straight_and_resumed(options, tmp_path)
+    assert_same_tensors(a["model"], b["model"])
+    assert_same_tensors(a["regularizers"][1]["teacher"], b["regularizers"][1]["teacher"], "teacher")
 
 
 def test_bad_teacher_options_are_one_line_errors(run_cli):
