@@ -185,13 +185,12 @@ def _differences(a: Block, b: Block) -> int:
     return sum(getattr(a, name) != getattr(b, name) for name in FIELDS)
 
 
-def initial_populations(space: SearchSpace, universe: Universe, size: int,
+def initial_populations(space: SearchSpace, universes: list[list[Block]], size: int,
                         rng: np.random.Generator) -> list[Population]:
-    """Per stage: the reference blocks, then distinct random blocks of the universe up to
-    ``size`` members."""
+    """Per stage: the reference blocks, then distinct random blocks of the stage's universe
+    (``universes``, from :func:`stage_universes`) up to ``size`` members."""
     populations = []
-    for i, stage in enumerate(space.stages):
-        allowed = stage_universe(space, universe, i)
+    for stage, allowed in zip(space.stages, universes):
         references = reference_blocks(stage)
         if size <= len(references):
             raise AnasError(f"--population {size} leaves no room beside stage {stage.name}'s {len(references)} "
@@ -203,16 +202,19 @@ def initial_populations(space: SearchSpace, universe: Universe, size: int,
     return populations
 
 
-def stage_universe(space: SearchSpace, universe: Universe, index: int) -> list[Block]:
-    """The universe's blocks for stage ``index``: those whose kernel fits its input."""
-    size = stage_input_size(space, index)
-    allowed = universe.stage_blocks(size)
-    if not allowed:
-        stage = space.stages[index]
-        raise AnasError(f"the universe leaves stage {stage.name} no candidate: its input is {size}x{size} at "
-                        f"resolution {max(space.resolutions)} and every --kernels value "
-                        f"({', '.join(map(str, universe.kernels))}) is larger")
-    return allowed
+def stage_universes(space: SearchSpace, universe: Universe) -> list[list[Block]]:
+    """Per stage, the universe's blocks whose kernel fits the stage's input; a stage left
+    with none is an error."""
+    universes = []
+    for index, stage in enumerate(space.stages):
+        size = stage_input_size(space, index)
+        allowed = universe.stage_blocks(size)
+        if not allowed:
+            raise AnasError(f"the universe leaves stage {stage.name} no candidate: its input is {size}x{size} at "
+                            f"resolution {max(space.resolutions)} and every --kernels value "
+                            f"({', '.join(map(str, universe.kernels))}) is larger")
+        universes.append(allowed)
+    return universes
 
 
 # ----------------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ from anas.space.evolve import (
     evolved_space,
     initial_populations,
     largest_mflops,
-    stage_universe,
+    stage_universes,
 )
 from anas.space.schema import load_space, space_from_dict, space_to_dict, write_space
 from anas.space.space import SearchSpace
@@ -376,8 +376,7 @@ def evolve_space(options: dict, folder: str | Path | None = None, out: str | Pat
     config = EvolveConfig(**{k: v for k, v in options.items() if v is not None})
     source = load_space(config.space)
     universe = config.universe()
-    for i in range(source.num_stages):
-        stage_universe(source, universe, i)  # a stage left without candidates is an error now
+    universes = stage_universes(source, universe)
     check_budget(source, universe, config.max_flops)
     folder = Path(folder) if folder is not None else config.default_dir()
     device = resolve_device(config.device, allow_auto=True)
@@ -385,7 +384,7 @@ def evolve_space(options: dict, folder: str | Path | None = None, out: str | Pat
     if device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank) if ctx.enabled else device
     with process_group(ctx):
-        state = _start_or_resume(config, source, universe, folder, fresh)
+        state = _start_or_resume(config, source, universes, folder, fresh)
         with progress_bars(progress and ctx.is_main) as bars:
             generations = bars.add(f"evolving {source.name}", config.generations, completed=state.generation)
             steps = bars.add("training mixed layers", (config.generations - state.generation) * config.steps)
@@ -437,12 +436,12 @@ def _best_note(populations: list[Population]) -> str:
     return "  ".join(f"{p.stage} {p.ranked()[0].fitness:.2f}" for p in populations if p.ranked())
 
 
-def _start_or_resume(config: EvolveConfig, source: SearchSpace, universe: Universe, folder: Path,
+def _start_or_resume(config: EvolveConfig, source: SearchSpace, universes: list[list[Block]], folder: Path,
                      fresh: bool) -> Evolution:
     path = folder / STATE_FILE
     if fresh or not path.exists():
         rng = np.random.default_rng([config.seed, 1 << 20])
-        return Evolution(config, source, initial_populations(source, universe, config.population, rng))
+        return Evolution(config, source, initial_populations(source, universes, config.population, rng))
     data = read_json(path, "evolution state")
     try:
         if data.get("format") != STATE_FORMAT:
@@ -450,17 +449,17 @@ def _start_or_resume(config: EvolveConfig, source: SearchSpace, universe: Univer
         saved = data["config"]
         changed = [f.name for f in fields(EvolveConfig)
                    if f.name not in RESUMABLE_CHANGES and saved.get(f.name) != getattr(config, f.name)]
-        populations = [Population(p["stage"], [Member.from_dict(m) for m in p["members"]],
-                                  stage_universe(source, universe, i))
-                       for i, p in enumerate(data["populations"])]
+        populations = [Population(p["stage"], [Member.from_dict(m) for m in p["members"]], allowed)
+                       for p, allowed in zip(data["populations"], universes)]
         generation, rows, saved_source = int(data["generation"]), list(data["rows"]), data["source"]
+        stages_saved = len(data["populations"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise AnasError(f"{path} is corrupt or not an anas evolution state ({exc}): pass --fresh to start over") \
             from None
     if changed:
         raise AnasError(f"{folder} holds an evolution with other options ({', '.join(changed)}): pass --fresh to "
                         f"replace it, or another --dir")
-    if saved_source != space_to_dict(source) or len(populations) != source.num_stages:
+    if saved_source != space_to_dict(source) or stages_saved != source.num_stages:
         raise AnasError(f"{folder} evolved another version of space {config.space}: pass --fresh to start over, "
                         f"or another --dir")
     return Evolution(config, source, populations, generation, rows)
