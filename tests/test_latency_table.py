@@ -126,6 +126,16 @@ def test_layer_sum_equals_a_loop_over_each_network(tiny, tiny_table):
     np.testing.assert_allclose(model.predict(batch), np.maximum(linear, 0.0))
 
 
+def test_layer_mflops_add_up_to_the_cost_model(tiny, tiny_table):
+    """A table holding each layer's MFLOPs instead of its time sums, per subnet, to the
+    subnet's MFLOPs."""
+    table = read_latency_table(tiny_table)
+    table.entries = {layer.key: layer.mflops(table.num_classes) for layer in space_layers(tiny)}
+    batch = sample_archs(tiny, 30, np.random.default_rng(2))
+    summed = LatencyModel(table, tiny).layer_sum(batch)
+    np.testing.assert_allclose(summed, batch_costs(tiny, batch, table.num_classes).mflops, rtol=1e-12)
+
+
 def test_table_records_how_it_was_measured(tiny_table):
     data = json.loads(tiny_table.read_text())
     assert data["device"] == "cpu" and data["batch"] == 1 and data["space_name"] == "tiny"

@@ -47,7 +47,7 @@ from anas.latency.measure import (
 from anas.nn.static import ClassifierHead, ConvBNAct, InvertedResidual
 from anas.progress import progress_bars
 from anas.space.arch import ArchBatch, concat_batches, largest_arch, sample_archs, smallest_arch
-from anas.space.cost import batch_costs, block_costs
+from anas.space.cost import batch_costs, block_costs, head_costs, stem_costs
 from anas.space.schema import space_from_dict, space_to_dict
 from anas.space.space import SearchSpace, downsample
 
@@ -102,11 +102,11 @@ class Layer:
         """Multiply-accumulates in millions (the cost model's convention)."""
         out_size = int(downsample(self.size, self.stride))
         if self.kind == "stem":
-            return self.c_in * self.c_out * self.kernel**2 * out_size**2 / 1e6
-        if self.kind == "head":
-            expanded = self.expand * self.c_in
-            return (self.c_in * expanded * self.size**2 + expanded * self.c_out + self.c_out * num_classes) / 1e6
-        macs, _ = block_costs(self.c_in, self.c_out, self.kernel**2, self.expand, self.size, out_size, self.se)
+            macs, _ = stem_costs(self.c_in, self.c_out, self.kernel**2, out_size)
+        elif self.kind == "head":
+            macs, _ = head_costs(self.expand, self.size, self.c_in, self.c_out, num_classes)
+        else:
+            macs, _ = block_costs(self.c_in, self.c_out, self.kernel**2, self.expand, self.size, out_size, self.se)
         return float(macs) / 1e6
 
 

@@ -43,15 +43,13 @@ def direct_costs(space: SearchSpace, batch: ArchBatch, num_classes: int | None =
     first = space.first_conv
     size = downsample(batch.resolution, first.stride)
     channels = batch.width[:, 0]
-    kk = first.kernel_size**2
-    macs = space.in_channels * channels * kk * size * size
-    params = space.in_channels * channels * kk + 2 * channels  # conv + BN
+    macs, params = stem_costs(space.in_channels, channels, first.kernel_size**2, size)
     for i, stage in enumerate(space.stages):
         m, p, size = _stage_costs(stage, size, channels, batch.width[:, i + 1], batch.kernel_size[:, i],
                                   batch.expand_ratio[:, i], batch.depth[:, i])
         macs, params = macs + m, params + p
         channels = batch.width[:, i + 1]
-    m, p = _head_costs(space, size, channels, batch.width[:, -1], num_classes)
+    m, p = head_costs(space.head.expand_ratio, size, channels, batch.width[:, -1], num_classes)
     return Costs(macs=(macs + m).astype(np.int64), params=(params + p).astype(np.int64))
 
 
@@ -69,9 +67,16 @@ def _stage_costs(stage, size, c_in, c_out, kernel_size, expand_ratio, depth):
     return macs, params, size
 
 
-def _head_costs(space, size, channels, head_width, num_classes):
-    """1x1 expansion (BN), global pool, 1x1 mix conv (no BN, no bias), linear classifier."""
-    expanded = space.head.expand_ratio * channels
+def stem_costs(in_channels, channels, kk, out_size):
+    """MACs and params of the first conv (with its BN) of ``channels`` filters of ``kk``
+    (the kernel size squared) taps, over an output of ``out_size`` squared."""
+    return in_channels * channels * kk * out_size * out_size, in_channels * channels * kk + 2 * channels
+
+
+def head_costs(expand_ratio, size, channels, head_width, num_classes):
+    """MACs and params of the head on a ``size`` x ``size`` input: 1x1 expansion (BN),
+    global pool, 1x1 mix conv (no BN, no bias), linear classifier."""
+    expanded = expand_ratio * channels
     macs = channels * expanded * size * size + expanded * head_width + head_width * num_classes
     params = channels * expanded + 2 * expanded + expanded * head_width + head_width * num_classes + num_classes
     return macs, params
@@ -90,9 +95,7 @@ class _CostTables:
         w0 = np.asarray(first.widths, dtype=np.float64)
         kk = first.kernel_size**2
         grid_res, grid_w = np.meshgrid(np.arange(len(res)), w0, indexing="ij")
-        s = size[grid_res]
-        self.first = np.stack([space.in_channels * grid_w * kk * s * s,
-                               space.in_channels * grid_w * kk + 2 * grid_w])
+        self.first = np.stack(stem_costs(space.in_channels, grid_w, kk, size[grid_res]))
         self.stages = []
         widths = space.width_choices
         for i, stage in enumerate(space.stages):
@@ -105,7 +108,7 @@ class _CostTables:
             size = downsample(size, stage.stride)
         r, c, h = np.meshgrid(np.arange(len(res)), np.asarray(widths[-2], dtype=np.float64),
                               np.asarray(widths[-1], dtype=np.float64), indexing="ij")
-        self.head = np.stack(_head_costs(space, size[r], c, h, num_classes))
+        self.head = np.stack(head_costs(space.head.expand_ratio, size[r], c, h, num_classes))
 
     def costs(self, batch: ArchBatch) -> Costs:
         return self.costs_from_index(batch.choice_index(self.space))
