@@ -39,7 +39,7 @@ from anas.nn.evaluate import at_resolution
 
 QUANTIZE_CHOICES = ("int8",)
 CALIB_IMAGES = 256  # training images whose activation ranges set the int8 scales
-CALIB_CHUNK = 16  # images per calibration run of onnxruntime (which keeps the activations of all runs)
+CALIB_CHUNK = 16  # images per calibration run of onnxruntime (which keeps each tensor's min and max per run)
 MIN_TOP1_AGREEMENT = 0.5  # below this fraction of verification images, the int8 file is refused
 LATENCY_WARMUP, LATENCY_RUNS = 5, 30  # batch-1 runs before and in the median
 
