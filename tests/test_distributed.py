@@ -26,15 +26,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world_size: int, port: int, folder: str) -> None:
+def _worker(rank: int, world_size: int, port: int, folder: str, options: dict) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     from anas.train import loop as train_module
     from anas.train.samplers import register_sampler
     from anas.train.samplers.attentive import BestUpSampler
+    from anas.train.samplers.fpnas import FPNASSampler
 
-    chosen = []
+    chosen, learned = [], {}
 
     @register_sampler("recording", parameter="k")
     class Recording(BestUpSampler):
@@ -43,6 +44,16 @@ def _worker(rank: int, world_size: int, port: int, folder: str) -> None:
         def sample(self, images, labels):
             arch = super().sample(images, labels)
             chosen.append(arch.to_dict())
+            return arch
+
+    @register_sampler("recording-fpnas")
+    class RecordingFPNAS(FPNASSampler):
+        """FP-NAS that notes every subnet it draws and its distribution's logits."""
+
+        def sample(self, images, labels):
+            arch = super().sample(images, labels)
+            chosen.append(arch.to_dict())
+            learned["logits"] = [factor.logits.tolist() for factor in self.dist.factors]
             return arch
 
     captured = {}
@@ -55,14 +66,19 @@ def _worker(rank: int, world_size: int, port: int, folder: str) -> None:
         return row
 
     train_module.Trainer._end_of_epoch = capture
-    train_module.start_training({**OPTIONS, "run_dir": os.path.join(folder, "run")}, progress=False)
+    train_module.start_training({**options, "run_dir": os.path.join(folder, "run")}, progress=False)
     with open(os.path.join(folder, f"rank{rank}.json"), "w") as handle:
-        json.dump({"subnets": chosen, "weights": captured["weights"], "eval": captured["eval"]}, handle)
+        json.dump({"subnets": chosen, "weights": captured["weights"], "eval": captured["eval"], **learned}, handle)
+
+
+def _train_in_two_processes(folder, options: dict) -> list[dict]:
+    """What each rank of a 2-process run of ``options`` drew, its weights and evaluation."""
+    mp.spawn(_worker, args=(2, _free_port(), str(folder), options), nprocs=2, join=True)
+    return [json.loads((folder / f"rank{r}.json").read_text()) for r in range(2)]
 
 
 def test_two_processes_sample_the_same_subnets_and_stay_in_sync(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    ranks = _train_in_two_processes(tmp_path, OPTIONS)
     assert len(ranks[0]["subnets"]) == 2 * 256 // (8 * 2)  # 2 per step; each rank sees half of every batch
     assert ranks[0]["subnets"] == ranks[1]["subnets"]  # the same subnets at every step
     assert ranks[0]["weights"] == ranks[1]["weights"]  # gradients were averaged
@@ -77,6 +93,17 @@ def test_two_processes_sample_the_same_subnets_and_stay_in_sync(tmp_path):
         assert shared["images"] == single["images"] == 64  # the fake validation split, once
         assert shared["acc1"] == single["acc1"] and shared["acc5"] == single["acc5"]
         assert shared["loss"] == pytest.approx(single["loss"], rel=1e-4)
+
+
+def test_two_processes_learn_the_same_fpnas_distribution(tmp_path):
+    """FP-NAS's distribution steps on the held-out batch, the same on every rank, with
+    loss scores averaged over the ranks: every rank keeps the same logits and draws."""
+    ranks = _train_in_two_processes(tmp_path, {**OPTIONS, "sampler": "recording-fpnas", "holdout": 0.25})
+    assert len(ranks[0]["subnets"]) == 2 * 192 // (8 * 2)  # a quarter of the 256 images held out
+    assert ranks[0]["subnets"] == ranks[1]["subnets"]
+    assert ranks[0]["logits"] == ranks[1]["logits"]
+    assert any(value != 0.0 for factor in ranks[0]["logits"] for value in factor)  # it learned
+    assert ranks[0]["weights"] == ranks[1]["weights"]
 
 
 def test_torchrun_command_line(tmp_path):
