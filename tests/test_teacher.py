@@ -110,6 +110,23 @@ def test_swapping_the_paths_leaves_the_loss_unchanged(tiny):
         float(soft_cross_entropy(logits, expected)))
 
 
+def test_teacher_targets_use_the_runs_mixed_precision(tiny):
+    torch.manual_seed(0)
+    student = Supernet(tiny, 10)
+    bf16 = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
+    regularizer = MeanTeacher(RegularizerContext(tiny, TrainConfig(teacher="ema"), student, 100, bf16))
+    arch = sample_archs(tiny, 1, np.random.default_rng(0))[0]
+    images = torch.randn(8, 3, 32, 32)
+    regularizer.before_step(StepState(images, torch.zeros(8, dtype=torch.long), [arch], 0))
+    regularizer.teacher.set_active(arch)
+    with torch.no_grad(), regularizer.teacher.frozen_bn_stats():
+        with bf16():
+            expected = regularizer.teacher(images).float()
+        full = regularizer.teacher(images)
+    assert torch.equal(regularizer.targets[0], expected)
+    assert not torch.equal(regularizer.targets[0], full)
+
+
 def test_resume_with_a_teacher_is_bit_exact(tmp_path):
     options = {**PINAS, "data": "fake", "batch_size": 16}
     a, b = straight_and_resumed(options, tmp_path)

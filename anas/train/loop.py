@@ -163,7 +163,7 @@ class Trainer:
         return SandwichParts(
             **self._optimization(self.objective.modules()), sampler=sampler,
             regularizers=build_regularizers(self.objective.regularizer_names(config), RegularizerContext(
-                space, config, model, total_steps)),
+                space, config, model, total_steps, self.autocast)),
             largest=largest_arch(space), smallest=smallest_arch(space), num_middle=config.num_subnets - 2,
             dropout=space.dropout if config.dropout is None else config.dropout,
             drop_connect=config.drop_connect, drop_connect_stages=config.drop_connect_stages,

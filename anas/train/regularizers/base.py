@@ -14,6 +14,7 @@ only from the regularizers' terms, so the configured ones must cover ``middle`` 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ class RegularizerContext:
     config: TrainConfig
     supernet: Supernet
     total_steps: int = 0  # optimizer steps of the whole schedule
+    autocast: Callable[[], AbstractContextManager] = nullcontext  # the run's mixed-precision context
 
 
 @dataclass

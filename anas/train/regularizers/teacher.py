@@ -73,6 +73,7 @@ class MeanTeacher(Regularizer):
             context.total_steps)
         self.cross_path = config.cross_path
         self.weight = config.cross_path_weight if config.cross_path else 1.0
+        self.autocast = context.autocast
         self.targets: list[torch.Tensor] = []
 
     @torch.no_grad()
@@ -83,7 +84,8 @@ class MeanTeacher(Regularizer):
             for i in range(len(step.middle)):
                 j = partner(i, self.cross_path)
                 self.teacher.set_active(step.middle[j])
-                self.targets.append(self.teacher(step.view_of(j)).float())
+                with self.autocast():  # as the student's forward passes
+                    self.targets.append(self.teacher(step.view_of(j)).float())
 
     def loss(self, step: StepState, role: str, arch: Arch, logits: torch.Tensor) -> torch.Tensor:
         return self.weight * soft_cross_entropy(logits, self.targets[step.current])
