@@ -244,6 +244,7 @@ def test_an_evolved_like_space_trains_and_exports_to_onnx(run_cli, tmp_path):
     (["--activations", "gelu"], "unknown activation 'gelu'"),
     (["--expands", ""], "the universe's --expands is empty"),
     (["--candidates", "1"], "--candidates must be at least 2"),
+    (["--data", "imagefolder", "--data-dir", "no-such-folder"], "data dir no-such-folder does not exist"),
 ])
 def test_bad_evolve_input_is_one_line(run_cli, tmp_path, args, message):
     assert_one_line_error(run_cli("space", "evolve", "--dir", tmp_path / "evo", *args), message)

@@ -59,7 +59,7 @@ from anas.space.evolve import (
 from anas.space.schema import load_space, space_from_dict, space_to_dict, write_space
 from anas.space.space import SearchSpace
 from anas.train.config import option
-from anas.train.data import DATASETS, DataConfig, load_data, make_loader
+from anas.train.data import DATASETS, DataConfig, DataSplits, load_data, make_loader
 from anas.train.distributed import (
     DistContext,
     all_reduce_gradients,
@@ -295,11 +295,9 @@ the softmax weight of each drawn block, the training loss or NaN)."""
 class TrainingScorer:
     """Scores candidates by training a mixed network on the data (the AutoSpace fitness)."""
 
-    def __init__(self, config: EvolveConfig, space: SearchSpace, ctx: DistContext, device: torch.device,
-                 progress_bar=None):
+    def __init__(self, config: EvolveConfig, space: SearchSpace, data: DataSplits, ctx: DistContext,
+                 device: torch.device, progress_bar=None):
         self.config, self.space, self.ctx, self.device, self.bar = config, space, ctx, device, progress_bar
-        data = load_data(DataConfig(name=config.data, data_dir=config.data_dir, resolution=max(space.resolutions),
-                                    seed=config.seed))
         self.train_images, self.num_classes = data.train, data.num_classes
         self.settings = MixedTraining(config.steps, config.lr, config.arch_lr, config.flops_penalty)
 
@@ -385,11 +383,14 @@ def evolve_space(options: dict, folder: str | Path | None = None, out: str | Pat
         device = torch.device("cuda", ctx.local_rank) if ctx.enabled else device
     with process_group(ctx):
         state = _start_or_resume(config, source, universes, folder, fresh)
+        trains = state.generation < config.generations and scorer is None
+        data = load_data(DataConfig(name=config.data, data_dir=config.data_dir, resolution=max(source.resolutions),
+                                    seed=config.seed)) if trains else None  # bad data fails before any bar shows
         with progress_bars(progress and ctx.is_main) as bars:
             generations = bars.add(f"evolving {source.name}", config.generations, completed=state.generation)
             steps = bars.add("training mixed layers", (config.generations - state.generation) * config.steps)
-            if state.generation < config.generations and scorer is None:
-                scorer = TrainingScorer(config, source, ctx, device, steps)
+            if trains:
+                scorer = TrainingScorer(config, source, data, ctx, device, steps)
             while state.generation < config.generations:
                 _run_generation(state, scorer)
                 if ctx.is_main:
