@@ -49,7 +49,7 @@ from anas.progress import progress_bars
 from anas.space.arch import ArchBatch, concat_batches, largest_arch, sample_archs, smallest_arch
 from anas.space.cost import batch_costs, block_costs, head_costs, stem_costs
 from anas.space.schema import space_from_dict, space_to_dict
-from anas.space.space import SearchSpace, downsample
+from anas.space.space import SearchSpace, downsample, stage_input_sizes
 
 TABLE_FORMAT = "anas-latency-table"
 TABLE_VERSION = 2  # 2: block keys name the block's activation (version 1 files are read too)
@@ -124,17 +124,6 @@ def stem_layers(space: SearchSpace) -> dict[tuple[int, int], Layer]:
     first = space.first_conv
     return {(r, w): Layer("stem", res, space.in_channels, width, first.kernel_size, stride=first.stride)
             for r, res in enumerate(space.resolutions) for w, width in enumerate(first.widths)}
-
-
-def stage_input_sizes(space: SearchSpace) -> list[list[int]]:
-    """``sizes[i][r]``: the input size of stage ``i`` (``i = num_stages``: the head's) at
-    resolution index ``r``."""
-    size = [int(downsample(res, space.first_conv.stride)) for res in space.resolutions]
-    sizes = [size]
-    for stage in space.stages:
-        size = [int(downsample(s, stage.stride)) for s in size]
-        sizes.append(size)
-    return sizes
 
 
 def stage_layers(space: SearchSpace) -> list[StageLayers]:

@@ -19,7 +19,7 @@ import numpy as np
 from anas.errors import AnasError
 from anas.space.arch import largest_arch, smallest_arch
 from anas.space.cost import arch_costs
-from anas.space.space import ACTIVATIONS, SearchSpace, Stage, downsample
+from anas.space.space import ACTIVATIONS, SearchSpace, Stage, stage_input_sizes
 
 DEFAULT_KERNELS = (3, 5, 7)
 DEFAULT_EXPANDS = (1.0, 2.0, 3.0, 4.0, 6.0)
@@ -86,14 +86,6 @@ class Universe:
 def reference_blocks(stage: Stage) -> list[Block]:
     """The blocks a written stage can run: its kernel sizes with its expand ratios."""
     return [Block(k, float(e), stage.se, stage.activation) for k in stage.kernel_sizes for e in stage.expand_ratios]
-
-
-def stage_input_size(space: SearchSpace, index: int) -> int:
-    """The height of stage ``index``'s input at the space's largest resolution."""
-    size = int(downsample(max(space.resolutions), space.first_conv.stride))
-    for stage in space.stages[:index]:
-        size = int(downsample(size, stage.stride))
-    return size
 
 
 @dataclass
@@ -206,8 +198,8 @@ def stage_universes(space: SearchSpace, universe: Universe) -> list[list[Block]]
     """Per stage, the universe's blocks whose kernel fits the stage's input; a stage left
     with none is an error."""
     universes = []
-    for index, stage in enumerate(space.stages):
-        size = stage_input_size(space, index)
+    for stage, sizes in zip(space.stages, stage_input_sizes(space)):
+        size = max(sizes)  # at the largest resolution
         allowed = universe.stage_blocks(size)
         if not allowed:
             raise AnasError(f"the universe leaves stage {stage.name} no candidate: its input is {size}x{size} at "

@@ -122,3 +122,14 @@ def se_width(hidden):
 def downsample(size, stride: int):
     """Spatial size after a layer of the given stride (ceil division)."""
     return -(-np.asarray(size) // stride)
+
+
+def stage_input_sizes(space: SearchSpace) -> list[list[int]]:
+    """``sizes[i][r]``: the input size of stage ``i`` (``i = num_stages``: the head's) at
+    resolution index ``r``."""
+    size = [int(downsample(res, space.first_conv.stride)) for res in space.resolutions]
+    sizes = [size]
+    for stage in space.stages:
+        size = [int(downsample(s, stage.stride)) for s in size]
+        sizes.append(size)
+    return sizes
