@@ -48,8 +48,8 @@ from anas.io import atomic_write_json
 from anas.predict.kinds import PREDICTOR_KINDS, PredictorConfig
 from anas.predict.metrics import rank_metrics
 from anas.space.arch import ArchBatch
-from anas.space.compare import mflops_range, space_changes
-from anas.space.cost import batch_costs
+from anas.space.compare import space_changes
+from anas.space.cost import batch_costs, mflops_range
 from anas.space.evolve import largest_mflops
 from anas.space.sampling import spread_sample
 from anas.space.schema import load_space

@@ -14,7 +14,8 @@ from anas.cli.common import out, print_json
 from anas.cli.options import with_config_options
 from anas.latency.reduce import Reduction, reduce_space
 from anas.latency.table import read_latency_table
-from anas.space.compare import mflops_range, space_changes
+from anas.space.compare import space_changes
+from anas.space.cost import mflops_range
 from anas.space.schema import load_space, write_space
 from anas.space.space import SearchSpace
 from anas.train.autospace import EvolveConfig, evolution_source, evolve_space

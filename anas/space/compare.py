@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from anas.space.arch import largest_arch, smallest_arch
-from anas.space.cost import arch_costs
 from anas.space.space import SearchSpace
 
 STAGE_SETTINGS = ("widths", "depths", "kernel_sizes", "expand_ratios", "se", "activation", "stride")
@@ -20,11 +18,6 @@ class Change:
     setting: str
     old: str
     new: str
-
-
-def mflops_range(space: SearchSpace) -> tuple[float, float]:
-    """MFLOPs of the space's smallest and largest subnets."""
-    return arch_costs(space, smallest_arch(space))[0], arch_costs(space, largest_arch(space))[0]
 
 
 def space_changes(old: SearchSpace, new: SearchSpace) -> list[Change]:

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from anas.space.arch import Arch, ArchBatch
+from anas.space.arch import Arch, ArchBatch, largest_arch, smallest_arch
 from anas.space.space import SearchSpace, downsample, hidden_width, se_width
 
 
@@ -193,3 +193,8 @@ def arch_costs(space: SearchSpace, arch: Arch, num_classes: int | None = None) -
     """(MFLOPs, params in millions) of one subnet."""
     costs = batch_costs(space, ArchBatch.from_archs([arch]), num_classes)
     return float(costs.mflops[0]), float(costs.params_m[0])
+
+
+def mflops_range(space: SearchSpace) -> tuple[float, float]:
+    """MFLOPs of the space's smallest and largest subnets."""
+    return arch_costs(space, smallest_arch(space))[0], arch_costs(space, largest_arch(space))[0]

@@ -17,8 +17,8 @@ from itertools import product
 import numpy as np
 
 from anas.errors import AnasError
-from anas.space.arch import largest_arch, smallest_arch
-from anas.space.cost import arch_costs
+from anas.space.arch import largest_arch
+from anas.space.cost import arch_costs, mflops_range
 from anas.space.space import ACTIVATIONS, SearchSpace, Stage, stage_input_sizes
 
 DEFAULT_KERNELS = (3, 5, 7)
@@ -238,7 +238,7 @@ def least_possible_mflops(space: SearchSpace, universe: Universe) -> float:
     """MFLOPs of the smallest subnet any space evolved from ``space`` can hold: its
     smallest widths, depths and resolution with the universe's cheapest block everywhere."""
     cheap = space_from_blocks(space, [[universe.cheapest()]] * space.num_stages, space.name)
-    return arch_costs(cheap, smallest_arch(cheap))[0]
+    return mflops_range(cheap)[0]
 
 
 def check_budget(space: SearchSpace, universe: Universe, max_flops: float | None) -> None:

@@ -26,8 +26,8 @@ import torch
 
 from anas.errors import AnasError
 from anas.io import atomic_write_json
-from anas.space.arch import ArchBatch, arch_from_dict, largest_arch, smallest_arch
-from anas.space.cost import arch_costs, batch_costs
+from anas.space.arch import ArchBatch, arch_from_dict
+from anas.space.cost import arch_costs, batch_costs, mflops_range
 from anas.space.distribution import SubnetDistribution, adaptive_k
 from anas.space.schema import load_space
 from anas.train.samplers.base import SamplerContext, register_sampler
@@ -60,8 +60,7 @@ def check_fpnas_options(config) -> None:
                         "(e.g. 0.1)")
     if config.flops_target is not None:
         space = load_space(config.space)
-        low = arch_costs(space, smallest_arch(space))[0]
-        high = arch_costs(space, largest_arch(space))[0]
+        low, high = mflops_range(space)
         if not low <= config.flops_target <= high:
             raise AnasError(f"--flops-target {config.flops_target:g} is outside the MFLOPs of space {space.name} "
                             f"({low:.2f} to {high:.2f})")
