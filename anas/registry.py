@@ -7,16 +7,20 @@ A plug-in registers itself with a decorator where it is defined::
     class UniformSampler: ...
 
 A registration may take a positive integer from the name: ``register_sampler("bestup",
-parameter="k")`` answers to ``bestup-k3`` and passes ``k=3``. The command line builds its
-help text and its error messages from the registry (``choices_text``), so adding a plug-in
-never means editing a list of names somewhere else.
+parameter="k")`` answers to ``bestup-k3`` and passes ``k=3``. A plug-in declares its own
+options as a dataclass (:func:`anas.options.option` fields) registered with it:
+``register_sampler("fpnas", options=FPNASOptions)``; the command that selects plug-ins of
+the kind offers them as flags, ``--config`` keys and ``--help`` entries, and refuses them
+when the plug-in is not selected (:mod:`anas.options`). The command line builds its help
+text and its error messages from the registry (``choices_text``), so adding a plug-in never
+means editing a list of names somewhere else.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, is_dataclass
 from typing import Generic, TypeVar
 
 from anas.errors import AnasError
@@ -25,10 +29,16 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
+class NoOptions:
+    """The options of a plug-in that declares none."""
+
+
+@dataclass(frozen=True)
 class Entry(Generic[T]):
     name: str
     plugin: T
     parameter: str | None = None  # the name takes "-<parameter>N", N a positive integer
+    options: type = NoOptions  # the dataclass of the plug-in's own options
 
     @property
     def display_name(self) -> str:
@@ -49,15 +59,18 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
 
-    def register(self, name: str, *, parameter: str | None = None) -> Callable[[T], T]:
-        """A decorator that registers the class or function it decorates under ``name``."""
+    def register(self, name: str, *, parameter: str | None = None, options: type | None = None) -> Callable[[T], T]:
+        """A decorator that registers the class or function it decorates under ``name``,
+        with the dataclass of its own ``options`` (none by default)."""
         key = name.lower()
+        if options is not None and not is_dataclass(options):
+            raise ValueError(f"the options of {self.kind} {name!r} must be a dataclass of options")
 
         def add(plugin: T) -> T:
             existing = self._entries.get(key)
             if existing is not None and existing.plugin is not plugin:
                 raise ValueError(f"a {self.kind} named {name!r} is already registered")
-            self._entries[key] = Entry(key, plugin, parameter)
+            self._entries[key] = Entry(key, plugin, parameter, options or NoOptions)
             return plugin
 
         return add
@@ -75,12 +88,19 @@ class Registry(Generic[T]):
     def resolve(self, text: str) -> tuple[T, dict[str, int]]:
         """The plug-in ``text`` names and the parameters the name carries; an unknown name
         is a one-line error that lists the known ones."""
+        entry = self.entry(text)
+        return entry.plugin, entry.match(str(text).strip().lower())
+
+    def entry(self, text: str) -> Entry[T]:
+        """The registration ``text`` names (``bestup-k3``: ``bestup``'s)."""
         wanted = str(text).strip().lower()
         for entry in self._entries.values():
-            params = entry.match(wanted)
-            if params is not None:
-                return entry.plugin, params
+            if entry.match(wanted) is not None:
+                return entry
         raise AnasError(f"unknown {self.kind} {text!r}: use {self.choices_text(', ')}")
+
+    def entries(self) -> list[Entry[T]]:
+        return list(self._entries.values())
 
     def get(self, text: str) -> T:
         return self.resolve(text)[0]

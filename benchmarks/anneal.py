@@ -3,7 +3,7 @@
     python benchmarks/anneal.py [--seeds N]
 
 1. ``attentive-nas`` with the predictor of benchmarks/search.py (LightGBM on 1,500 subnets
-   of the synthetic oracle ``anas.predict.synthetic``): for each band of
+   of the synthetic oracle ``benchmarks/synthetic.py``): for each band of
    benchmarks/search.py and seeds 0-2, the best predicted top-1 inside the band of
    ``anneal`` and ``nsga2`` at the published budget (5632 calls), their calls and seconds.
 2. ``tiny``, small enough to score every subnet: the FOX-NAS linear predictor
@@ -27,10 +27,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from synthetic import synthetic_predictor
 
-from anas.predict.kinds import PredictorConfig
 from anas.predict.kinds.linear import LinearPredictor
-from anas.predict.synthetic import synthetic_predictor
 from anas.search.problem import Band, SearchProblem
 from anas.search.runner import search
 from anas.space.arch import ArchBatch
@@ -83,8 +82,7 @@ def attentive_runs(seeds) -> list[dict]:
 def tiny_check() -> dict:
     space = load_space("tiny")
     records = ArchBatch.from_archs(spread_sample(space, 64, seed=0))
-    predictor = LinearPredictor.fit(space, records, tiny_target(space, records, np.random.default_rng(0)),
-                                    PredictorConfig())
+    predictor = LinearPredictor.fit(space, records, tiny_target(space, records, np.random.default_rng(0)))
     genes = np.array(list(itertools.product(*[range(len(c)) for c in space.column_choices()])), dtype=np.int64)
     mflops = index_costs(space, genes).mflops
     inside = (mflops >= TINY_BAND[0]) & (mflops <= TINY_BAND[1])
@@ -132,7 +130,7 @@ def main() -> None:
     if args.seeds == 3:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "anneal.json").write_text(json.dumps({
-            "predictor": "LightGBM (anas defaults) fitted on 1500 attentive-nas subnets, anas.predict.synthetic oracle",
+            "predictor": "LightGBM (anas defaults) fitted on 1500 attentive-nas subnets, benchmarks/synthetic.py oracle",
             "budget": BUDGET, "runs": runs, "per_band": per_band, "within_0.02": within, "timing": timing,
             "tiny": tiny, "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         }, indent=2) + "\n")

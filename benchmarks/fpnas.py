@@ -35,9 +35,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from synthetic import synthetic_predictor
 
 from anas.io import atomic_write_json
-from anas.predict.synthetic import synthetic_predictor
 from anas.search.problem import Band, SearchProblem
 from anas.search.runner import search
 from anas.space.distribution import SubnetDistribution, adaptive_k

@@ -36,7 +36,8 @@ import torch
 from onnxruntime.quantization import quant_pre_process
 
 from anas.export.quantize import latency_ms
-from anas.export.subnet import ExportConfig, export_subnet
+from anas.export.subnet import ExportOptions, export_subnet
+from anas.options import build
 from anas.train.loop import start_training
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -63,11 +64,13 @@ def stripped_size(fp32: Path, folder: Path) -> int:
 def figures(run: Path, arch: str, folder: Path) -> dict:
     """Export ``arch`` as fp32 and as int8 ONNX and collect what the int8 export reports."""
     start = time.perf_counter()
-    result = export_subnet(run, arch, "onnx", folder / f"{arch}-int8.onnx", ExportConfig(quantize="int8"))
+    result = export_subnet(build(ExportOptions, {"run": str(run), "arch": arch, "to": "onnx", "quantize": "int8",
+                                                 "out": str(folder / f"{arch}-int8.onnx")}))
     seconds = time.perf_counter() - start
     if not result.ok:
         raise SystemExit(f"the int8 export of {arch} failed: {result.error()}")
-    fp32 = export_subnet(run, arch, "onnx", folder / f"{arch}.onnx").path  # the same fp32 file, kept this time
+    fp32 = export_subnet(build(ExportOptions, {"run": str(run), "arch": arch, "to": "onnx",
+                                               "out": str(folder / f"{arch}.onnx")})).path  # the same fp32 file, kept
     data = result.to_dict()
     image = torch.zeros(1, 3, result.arch.resolution, result.arch.resolution)
     latency = {"fp32": latency_ms(fp32, image, LATENCY_RUNS), "int8": latency_ms(result.path, image, LATENCY_RUNS)}

@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from anas.io import atomic_write_json
+from anas.latency.lookup_table import LatencyModel, TableConfig, agreement, build_latency_table, read_latency_table
 from anas.latency.measure import subnet_latency
-from anas.latency.table import LatencyModel, TableConfig, agreement, build_latency_table, read_latency_table
 from anas.space.arch import sample_archs
 from anas.space.schema import load_space
 

@@ -40,21 +40,21 @@ import numpy as np
 import pandas as pd
 import torch
 
+from anas.autospace.evolve import evolve_space
+from anas.autospace.population import largest_mflops
 from anas.errors import AnasWarning
-from anas.evaluate.records import collect_records
+from anas.evaluate.run_records import collect_records
 from anas.evaluate.standalone import StandaloneOptions, standalone
 from anas.evaluate.trained import TrainedRun, load_trained_run
 from anas.io import atomic_write_json
-from anas.predict.kinds import PREDICTOR_KINDS, PredictorConfig
+from anas.predict.kinds import PREDICTOR_KINDS
 from anas.predict.metrics import rank_metrics
 from anas.space.arch import ArchBatch
 from anas.space.compare import space_changes
 from anas.space.cost import batch_costs, mflops_range
-from anas.space.evolve import largest_mflops
 from anas.space.sampling import spread_sample
 from anas.space.schema import load_space
-from anas.space.table import subnet_keys
-from anas.train.autospace import evolve_space
+from anas.space.table_format import subnet_keys
 from anas.train.loop import start_training
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -133,7 +133,7 @@ def ranking_scores(method: str, run: TrainedRun, batch: ArchBatch, evaluated: np
         return evaluated
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AnasWarning)  # the rows say which runs share their BNs
-        predictor = PREDICTOR_KINDS.get(kind).from_supernet(run.supernet, PredictorConfig(), run.num_classes)
+        predictor = PREDICTOR_KINDS.get(kind).from_supernet(run.supernet, None, run.num_classes)
     return predictor.predict(batch)
 
 

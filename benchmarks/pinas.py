@@ -28,10 +28,10 @@ from pathlib import Path
 import torch
 
 from anas.io import atomic_write_json
+from anas.runtime.rundir import RunDir
 from anas.space.schema import load_space
 from anas.train.config import build_config
-from anas.train.loop import Trainer, start_training
-from anas.train.rundir import RunDir
+from anas.train.loop import set_up, start_training, supernet_trainee
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = {"baseline": {}, "teacher-ema-cross-path": {"teacher": "ema", "cross_path": True},
@@ -43,7 +43,7 @@ def untrained_row(options: dict, seed: int) -> dict:
     """The linear probe of the smallest and the largest subnet of a supernet at its
     initialization (built as the contrastive run's, not trained)."""
     config = build_config(options)
-    results = Trainer(config, RunDir(config.run_dir), load_space(config.space), progress=False).evaluate_now()
+    results = supernet_trainee(set_up(config, RunDir(config.run_dir), load_space(config.space))).evaluate()
     return {"variant": UNTRAINED, "seed": seed, "largest_acc1": results["largest"].acc1,
             "smallest_acc1": results["smallest"].acc1, "images_per_second": None, "seconds": 0.0}
 

@@ -29,17 +29,16 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.ensemble import RandomForestRegressor
+from synthetic import synthetic_acc1
 
 from anas.predict.features import feature_matrix
-from anas.predict.kinds import PredictorConfig
 from anas.predict.kinds.lightgbm import LightGBMPredictor as Predictor
 from anas.predict.kinds.linear import LinearPredictor
 from anas.predict.metrics import rank_metrics
-from anas.predict.synthetic import synthetic_acc1
 from anas.space.arch import ArchBatch, sample_archs
 from anas.space.cost import batch_costs
 from anas.space.schema import load_space
-from anas.space.table import archs_to_frame, write_table
+from anas.space.table_format import archs_to_frame, write_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SEEDS = (0, 1, 2)
@@ -95,7 +94,7 @@ def main() -> None:
               f"linear tau {linear_tau:.3f}")
         for n in SIZES:
             train = pool.take(slice(n))
-            predictor = Predictor.fit(space, train, acc[:n], PredictorConfig(seed=seed))
+            predictor = Predictor.fit(space, train, acc[:n], seed=seed)
             curves["lightgbm"].setdefault(n, []).append(rank_metrics(y_test, predictor.predict(test))["kendall_tau"])
             curves["random_forest"].setdefault(n, []).append(random_forest_tau(space, train, acc[:n], test, y_test, seed))
             curves["linear"].setdefault(n, []).append(linear_tau_of(space, train, acc[:n], test, y_test))

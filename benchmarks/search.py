@@ -20,7 +20,8 @@ import platform
 import statistics
 from pathlib import Path
 
-from anas.predict.synthetic import synthetic_predictor
+from synthetic import synthetic_predictor
+
 from anas.search.problem import Band, SearchProblem
 from anas.search.runner import search
 from anas.search.strategies import STRATEGIES
@@ -74,7 +75,7 @@ def main() -> None:
     if not args.quick:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "search.json").write_text(json.dumps({
-            "predictor": "LightGBM (anas defaults) fitted on 1500 attentive-nas subnets, anas.predict.synthetic oracle",
+            "predictor": "LightGBM (anas defaults) fitted on 1500 attentive-nas subnets, benchmarks/synthetic.py oracle",
             "runs": runs, "timing": summary, "wins": wins,
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         }, indent=2) + "\n")

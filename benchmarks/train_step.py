@@ -41,11 +41,11 @@ import torch.nn.functional as F
 
 from anas.cli.allocator import keep_freed_memory
 from anas.nn.supernet import Supernet
+from anas.runtime.rundir import RunDir
 from anas.space.arch import largest_arch, sample_archs, smallest_arch
 from anas.space.schema import load_space
 from anas.train.config import build_config
-from anas.train.loop import Trainer
-from anas.train.rundir import RunDir
+from anas.train.loop import set_up, supernet_trainee
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZES = {"cifar": 64, "attentive-nas": 16}  # space: batch per step
@@ -188,17 +188,17 @@ def sandwich_step(space_name: str, sampler: str, batch: int, steps: int, setting
         config = build_config({"space": space_name, "data": "fake", "batch_size": batch, "sampler": sampler,
                                "device": str(setting.device), "amp": setting.amp,
                                "channels_last": setting.channels_last, "run_dir": tmp})
-        trainer = Trainer(config, RunDir(tmp), load_space(space_name), progress=False)
-        res = max(trainer.space.resolutions)
+        trainee = supernet_trainee(set_up(config, RunDir(tmp), load_space(space_name)))
+        res = max(trainee.setup.space.resolutions)
         images = setting.place(torch.randn(batch, 3, res, res))
-        labels = torch.randint(0, trainer.num_classes, (batch,)).to(setting.device)
-        for _ in range(3):
-            trainer.train_step(images, labels)
+        labels = torch.randint(0, trainee.setup.num_classes, (batch,)).to(setting.device)
+        for index in range(3):
+            trainee.step(images, labels, index)
         times = []
-        for _ in range(steps):
+        for index in range(steps):
             setting.synchronize()
             start = time.perf_counter()
-            trainer.train_step(images, labels)  # ends with .item() of the losses: synchronized
+            trainee.step(images, labels, index)  # ends with .item() of the losses: synchronized
             times.append(time.perf_counter() - start)
     median = statistics.median(times)
     print(f"{space_name:>6} sandwich step ({sampler}, 4 subnets, batch {batch}): {median * 1e3:8.1f} ms "

@@ -6,11 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from synthetic import synthetic_acc1
 
 from anas.cli import main
-from anas.predict.kinds import PredictorConfig
 from anas.predict.kinds.linear import LinearPredictor
-from anas.predict.synthetic import synthetic_acc1
 from anas.space.arch import ArchBatch, sample_archs
 from anas.space.cost import batch_costs, index_costs
 from anas.space.sampling import spread_sample
@@ -41,7 +40,7 @@ def run_cli(capsys):
 
 
 TINY_FAKE_RUN = {"space": "tiny", "data": "fake", "epochs": 1, "batch_size": 16, "calib_batches": 1,
-                 "sampler": "uniform", "prior_samples": 1000}
+                 "sampler": "uniform"}
 """A supernet trained in seconds: one epoch of ``tiny`` on the 256 fake images."""
 
 
@@ -72,8 +71,8 @@ def train_until_interrupted(options: dict, after_epoch: int = 1) -> None:
 def straight_and_resumed(options: dict, folder) -> tuple[dict, dict]:
     """The last checkpoints of ``options`` trained straight through (in ``folder/a``) and
     interrupted after its first epoch, then resumed (in ``folder/b``)."""
+    from anas.runtime.rundir import load_checkpoint
     from anas.train.loop import resume_training, start_training
-    from anas.train.rundir import load_checkpoint
 
     start_training({**options, "run_dir": str(folder / "a")}, progress=False)
     train_until_interrupted({**options, "run_dir": str(folder / "b")})
@@ -103,7 +102,7 @@ def attentive():
 @pytest.fixture(scope="session")
 def tiny_table(tmp_path_factory):
     """A latency table of ``tiny`` on this CPU, timed quickly (two runs per layer)."""
-    from anas.latency.table import TableConfig, build_latency_table
+    from anas.latency.lookup_table import TableConfig, build_latency_table
 
     path = tmp_path_factory.mktemp("latency") / "tiny.json"
     build_latency_table(load_space("tiny"), TableConfig(runs=2, warmup=0, subnets=5), path)
@@ -137,7 +136,7 @@ def tiny_target(space, batch: ArchBatch, rng: np.random.Generator) -> np.ndarray
 def tiny_linear(tiny):
     """The FOX-NAS linear kind fitted on 64 spread records of ``tiny``."""
     records = ArchBatch.from_archs(spread_sample(tiny, 64, seed=0))
-    return LinearPredictor.fit(tiny, records, tiny_target(tiny, records, np.random.default_rng(0)), PredictorConfig())
+    return LinearPredictor.fit(tiny, records, tiny_target(tiny, records, np.random.default_rng(0)))
 
 
 @pytest.fixture(scope="session")
@@ -152,17 +151,17 @@ def tiny_everything(tiny, tiny_linear):
 def attentive_linear(attentive):
     rng = np.random.default_rng(0)
     pool = sample_archs(attentive, 400, rng)
-    return LinearPredictor.fit(attentive, pool, synthetic_acc1(attentive, pool, rng), PredictorConfig())
+    return LinearPredictor.fit(attentive, pool, synthetic_acc1(attentive, pool, rng))
 
 
 def planted_table(space, slow=lambda layer: False, factor=10.0):
     """A latency table where every block runs at 0.1 ms per MFLOP, except the ``slow``
     ones, and a subnet's latency is the sum of its layers'."""
-    from anas.latency.table import Fit, LatencyTable, TableConfig, space_layers
+    from anas.latency.lookup_table import Fit, LatencyTable, TableConfig, space_layers
 
     entries = {}
     for layer in space_layers(space):
         ms = 0.1 * layer.mflops(space.num_classes)
         entries[layer.key] = ms * factor if layer.kind == "block" and slow(layer) else ms
     fit = Fit(0.0, 1.0, 0.0, 0.0, [], 1.0, 0.0)
-    return LatencyTable(space, space.num_classes, TableConfig(), {}, entries, fit)
+    return LatencyTable(space, space.num_classes, TableConfig(device="cpu"), {}, entries, fit)

@@ -52,7 +52,7 @@ import anas.cli.allocator as allocator
 calls = []
 allocator.keep_freed_memory = lambda: calls.append(1) or True
 from anas.train.loop import start_training
-start_training({{"data": "fake", "epochs": 1, "batch_size": 32, "calib_batches": 1, "prior_samples": 500,
+start_training({{"data": "fake", "epochs": 1, "batch_size": 32, "calib_batches": 1,
                  "sampler": "uniform", "run_dir": {str(tmp_path / "run")!r}}}, progress=False)
 print(len(calls))
 """

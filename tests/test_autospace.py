@@ -11,11 +11,12 @@ import torch
 from conftest import TINY_FAKE_RUN, assert_one_line_error
 from torch import nn
 
-from anas.space.evolve import FIELDS, Block, Universe, largest_mflops, least_possible_mflops, reference_blocks
+from anas.autospace import mixed_net
+from anas.autospace.evolve import evolve_space
+from anas.autospace.mixed_net import MixedNet, MixedTraining, train_mixed
+from anas.autospace.population import FIELDS, Block, Universe, largest_mflops, least_possible_mflops, reference_blocks
+from anas.data import DataConfig, load_data, make_loader
 from anas.space.schema import load_space, space_from_dict, space_to_dict
-from anas.train import autospace
-from anas.train.autospace import MixedNet, MixedTraining, evolve_space, train_mixed
-from anas.train.data import DataConfig, load_data, make_loader
 
 ZERO = Block(3, 2.0, False, "relu")  # the candidate that outputs zeros
 CANDIDATES = [Block(3, 4.0, False, "swish"), Block(5, 4.0, False, "swish"), ZERO, Block(3, 6.0, True, "swish")]
@@ -44,12 +45,12 @@ def micro_tiny():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_zero_output_candidate_gets_the_lowest_weight_in_every_stage(monkeypatch, seed):
-    real = autospace.candidate_block
-    monkeypatch.setattr(autospace, "candidate_block",
+    real = mixed_net.candidate_block
+    monkeypatch.setattr(mixed_net, "candidate_block",
                         lambda b, c_in, c_out, stride: ZeroBranch(c_out, stride) if b == ZERO
                         else real(b, c_in, c_out, stride))
     space = micro_tiny()
-    images = load_data(DataConfig(resolution=16)).train
+    images = load_data(DataConfig.named(resolution=16)).train
     per_stage = [CANDIDATES[i:] + CANDIDATES[:i] for i in range(space.num_stages)]  # the zero one moves around
     torch.manual_seed(seed)
     net = MixedNet(space, per_stage, 10)
@@ -172,7 +173,7 @@ def test_evolve_command_writes_the_space_csv_and_shows_the_changes(run_cli, tmp_
     assert human.code == 0 and "MFLOPs: tiny 0.223-2.922" in human.stdout
     again = run_cli(*args, "--json")  # finished: the same space again, nothing retrained
     assert again.code == 0 and again.json()["stages"] == summary["stages"]
-    assert_one_line_error(run_cli(*args, "--seed", "1"), "other options (seed)")
+    assert_one_line_error(run_cli(*args, "--seed", "1"), "was made with --seed 0, not 1", "--fresh")
 
 
 def _changes(old, new):

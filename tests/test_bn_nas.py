@@ -12,9 +12,9 @@ from anas.nn.bn_indicator import IndicatorTable, indicator_scores, indicator_tab
 from anas.nn.supernet import Supernet
 from anas.predict.folder import load_predictor
 from anas.predict.kinds import PredictorError
+from anas.runtime.rundir import load_checkpoint
 from anas.space.arch import ArchBatch, largest_arch, sample_archs
 from anas.train.loop import resume_training, start_training
-from anas.train.rundir import load_checkpoint
 from tests.conftest import TINY_FAKE_RUN, assert_one_line_error
 
 BN_RUN = {**TINY_FAKE_RUN, "private_bn": True, "train_only": "bn", "sampler": "bestup-k3", "estimator": "bn",
@@ -116,7 +116,7 @@ def test_resume_keeps_train_only_and_refuses_to_change_it(bn_run, tmp_path, run_
     assert summary.epochs == 2
     assert "parameters trainable (--train-only bn)" in (folder / "train.log").read_text().splitlines()[-3]
     result = run_cli("train", "--resume", folder, "--train-only", "all", "--epochs", "3")
-    assert_one_line_error(result, "--train-only cannot change")
+    assert_one_line_error(result, "was made with --train-only bn, not all")
 
 
 def test_unknown_train_only_is_one_line(run_cli, tmp_path):
@@ -207,7 +207,7 @@ def test_bn_estimator_on_shared_bns_trains_and_warns_once(run_cli, tmp_path):
 
 
 def test_a_standalone_subnet_of_a_bn_only_run_trains_every_weight(bn_run, tmp_path):
-    from anas.train.standalone import train_standalone
+    from anas.train.static_training import train_standalone
 
     run = load_trained_run(bn_run)
     arch = sample_archs(run.space, 1, np.random.default_rng(0))[0]

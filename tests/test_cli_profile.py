@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from conftest import assert_one_line_error
 
-from anas.space.table import setting_columns
+from anas.space.table_format import setting_columns
 
 PUBLISHED_MFLOPS = {"a0": 203.4, "a1": 279.2, "a2": 316.7, "a3": 356.5, "a4": 443.5, "a5": 490.5, "a6": 709.0}
 

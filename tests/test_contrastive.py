@@ -9,19 +9,19 @@ import torch.nn.functional as F
 from conftest import assert_one_line_error, assert_same_tensors, straight_and_resumed
 from PIL import Image
 
+from anas.data import DataConfig, load_data
 from anas.errors import DataError
 from anas.nn.probe import fit_probe
+from anas.runtime.rundir import RunDir, load_checkpoint
 from anas.space.schema import load_space
 from anas.train.config import TrainConfig, build_config
-from anas.train.data import DataConfig, load_data
-from anas.train.loop import Trainer, start_training
+from anas.train.loop import Trainee, set_up, start_training, supernet_trainee
 from anas.train.objectives.contrastive import (
     ContrastiveObjective,
     cross_path_loss,
     default_queue_size,
     info_nce,
 )
-from anas.train.rundir import RunDir, load_checkpoint
 
 LABEL_FREE = {"space": "tiny", "data": "fake", "batch_size": 16, "calib_batches": 1, "epochs": 2,
               "objective": "contrastive", "eval_every": 0}
@@ -57,23 +57,23 @@ def test_default_queue_size():
     assert default_queue_size(100, 512) == 512  # at least one global batch
 
 
-def trainer(tmp_path, **options) -> Trainer:
+def trainer(tmp_path, **options) -> Trainee:
     config = build_config({**LABEL_FREE, **options, "run_dir": str(tmp_path / "run")})
-    return Trainer(config, RunDir(tmp_path / "run"), load_space("tiny"), progress=False)
+    return supernet_trainee(set_up(config, RunDir(tmp_path / "run"), load_space("tiny")))
 
 
 def test_a_step_moves_the_teacher_by_ema_and_enqueues_the_mean_key(tmp_path):
     run = trainer(tmp_path, ema_momentum=0.9)
-    objective = run.objective
+    objective = run.plugins["objective"]
     assert isinstance(objective, ContrastiveObjective) and len(objective.queue) == 256
-    images, labels = next(iter(run._train_loader(0)))
+    images, labels = next(iter(run.setup.train_batches(0, run.views)))
     assert images.shape[1] == 4  # four views
     teacher = {**{f"net.{k}": v.clone() for k, v in objective.teacher.state_dict().items()},
                **{f"head.{k}": v.clone() for k, v in objective.teacher_head.state_dict().items()}}
     keys = []
     original_key = objective.key
     objective.key = lambda arch, x, parts: keys.append(original_key(arch, x, parts)) or keys[-1]
-    run.train_step(images, labels)
+    run.step(images, labels, 0)
     student = {**{f"net.{k}": v for k, v in run.model.state_dict().items()},
                **{f"head.{k}": v for k, v in objective.head.state_dict().items()}}
     after = {**{f"net.{k}": v for k, v in objective.teacher.state_dict().items()},
@@ -93,8 +93,8 @@ def test_labels_are_never_read(tmp_path):
     for scramble in (False, True):
         torch.manual_seed(0)
         run = trainer(tmp_path / str(scramble))
-        images, labels = next(iter(run._train_loader(0)))
-        losses.append(run.train_step(images, torch.full_like(labels, -1) if scramble else labels))
+        images, labels = next(iter(run.setup.train_batches(0, run.views)))
+        losses.append(run.step(images, torch.full_like(labels, -1) if scramble else labels, 0))
         losses.append(next(iter(run.model.parameters())).detach().clone())
     assert losses[0] == losses[2] and torch.equal(losses[1], losses[3])
 
@@ -150,24 +150,24 @@ def test_an_image_folder_without_classes_trains_label_free(tmp_path):
     write_images(root / "train", 12, 0)  # no class folders
     for name in ("cat", "dog"):
         write_images(root / "val" / name, 4, 1)
-    splits = load_data(DataConfig(name="imagefolder", data_dir=str(root), resolution=16, label_free=True))
+    splits = load_data(DataConfig.named(name="imagefolder", data_dir=str(root), resolution=16, label_free=True))
     assert len(splits.train) == 12 and splits.train[0][1] == -1
     assert len(splits.probe) + len(splits.val) == 8 and len(splits.probe) == 4  # val in halves
     assert splits.num_classes == 2
     with pytest.raises(Exception, match="no images|class"):
-        load_data(DataConfig(name="imagefolder", data_dir=str(root), resolution=16))
+        load_data(DataConfig.named(name="imagefolder", data_dir=str(root), resolution=16))
     with pytest.raises(Exception, match="--holdout needs labelled"):
-        load_data(DataConfig(name="imagefolder", data_dir=str(root), resolution=16, label_free=True, holdout=0.2))
-    labelled = load_data(DataConfig(label_free=True, resolution=16))  # digits: the probe fits on train
+        load_data(DataConfig.named(name="imagefolder", data_dir=str(root), resolution=16, label_free=True, holdout=0.2))
+    labelled = load_data(DataConfig.named(label_free=True, resolution=16))  # digits: the probe fits on train
     assert len(labelled.probe) == len(labelled.train) == 1437 and len(labelled.val) == 360
     assert not torch.equal(labelled.train[0][0], labelled.train[0][0])  # random resized crops
 
 
 def test_every_evaluation_of_a_label_free_run_is_the_linear_probe(tmp_path):
     from anas.evaluate.trained import load_trained_run
+    from anas.runtime.rundir import STANDALONE_FORMAT
     from anas.space.arch import largest_arch, smallest_arch
-    from anas.train.rundir import STANDALONE_FORMAT
-    from anas.train.standalone import train_standalone
+    from anas.train.static_training import train_standalone
 
     summary = start_training({**LABEL_FREE, "epochs": 1, "run_dir": str(tmp_path / "run")}, progress=False)
     run = load_trained_run(tmp_path / "run")
@@ -176,10 +176,12 @@ def test_every_evaluation_of_a_label_free_run_is_the_linear_probe(tmp_path):
         assert run.evaluate(arch, 1).acc1 == pytest.approx(summary.to_dict()[name]["acc1"])
     # its classifier is untrained: exporting says so
     from anas.errors import AnasWarning
-    from anas.export.subnet import export_subnet
+    from anas.export.subnet import ExportOptions, export_subnet
+    from anas.options import build
 
     with pytest.warns(AnasWarning, match="trained without labels"):
-        export_subnet(tmp_path / "run", "min", "pt", tmp_path / "min.pt")
+        export_subnet(build(ExportOptions, {"run": str(tmp_path / "run"), "arch": "min", "to": "pt",
+                                            "out": str(tmp_path / "min.pt")}))
     # a subnet trained on its own learns from the labels, with its classifier
     alone = train_standalone(run.config, run.space, smallest_arch(run.space), tmp_path / "alone")
     saved = load_checkpoint(tmp_path / "alone" / "checkpoints" / "last.pt", checkpoint_format=STANDALONE_FORMAT)

@@ -6,13 +6,13 @@ import torch
 import torchvision
 from PIL import Image
 
-from anas.errors import DataError
-from anas.train.data import DataConfig, load_data, make_loader
+from anas.data import DataConfig, load_data, make_loader
+from anas.errors import AnasError, DataError
 
 
 @pytest.fixture(scope="module")
 def digits():
-    return load_data(DataConfig())
+    return load_data(DataConfig.named())
 
 
 def one_line_error(excinfo, *fragments: str) -> None:
@@ -42,7 +42,7 @@ def test_digits_training_images_are_roughly_normalized(digits):
 
 
 def test_digits_validation_split_ignores_the_seed(digits):
-    other = load_data(DataConfig(seed=7, resolution=16))
+    other = load_data(DataConfig.named(seed=7, resolution=16))
     assert [other.val[i][1] for i in range(50)] == [digits.val[i][1] for i in range(50)]
 
 
@@ -58,29 +58,29 @@ def test_digits_augmentation_translates_and_follows_torch_seed(digits):
 
 
 def test_holdout_sizes_and_eval_transforms():
-    splits = load_data(DataConfig(holdout=0.2, seed=3, resolution=16))
+    splits = load_data(DataConfig.named(holdout=0.2, seed=3, resolution=16))
     assert len(splits.holdout) == round(0.2 * 1437)
     assert len(splits.train) + len(splits.holdout) == 1437
     assert splits.calib is splits.train
     torch.manual_seed(0)
     assert torch.equal(splits.holdout[5][0], splits.holdout[5][0])
     assert set(splits.holdout.indices).isdisjoint(splits.train.indices)
-    again = load_data(DataConfig(holdout=0.2, seed=3, resolution=16))
+    again = load_data(DataConfig.named(holdout=0.2, seed=3, resolution=16))
     assert again.holdout.indices == splits.holdout.indices
-    other = load_data(DataConfig(holdout=0.2, seed=4, resolution=16))
+    other = load_data(DataConfig.named(holdout=0.2, seed=4, resolution=16))
     assert other.holdout.indices != splits.holdout.indices
 
 
 @pytest.mark.parametrize("holdout", [-0.1, 1.0, 1.5, 0.0001, 0.99999])
 def test_bad_holdout(holdout):
     with pytest.raises(DataError, match="holdout") as excinfo:
-        load_data(DataConfig(holdout=holdout, resolution=8))
+        load_data(DataConfig.named(holdout=holdout, resolution=8))
     one_line_error(excinfo)
 
 
 def test_unknown_dataset_lists_the_valid_names():
-    with pytest.raises(DataError, match="unknown dataset 'mnist'") as excinfo:
-        load_data(DataConfig(name="mnist"))
+    with pytest.raises(AnasError, match="unknown dataset 'mnist'") as excinfo:
+        load_data(DataConfig.named(name="mnist"))
     one_line_error(excinfo, "digits", "cifar10", "cifar100", "imagefolder", "fake")
 
 
@@ -125,7 +125,7 @@ def test_make_loader_without_shuffle_and_distributed(digits):
 
 
 def test_fake_data():
-    config = DataConfig(name="fake", resolution=12, fake_train_size=20, fake_val_size=6,
+    config = DataConfig.named(name="fake", resolution=12, fake_train_size=20, fake_val_size=6,
                         fake_classes=4, seed=2)
     splits = load_data(config)
     assert (len(splits.train), len(splits.val), splits.num_classes) == (20, 6, 4)
@@ -136,9 +136,9 @@ def test_fake_data():
     assert torch.equal(image, splits.train[3][0])
     assert not torch.equal(image, splits.val[3][0])
     assert torch.equal(load_data(config).train[3][0], image)
-    assert not torch.equal(load_data(DataConfig(name="fake", resolution=12, seed=3)).train[3][0],
+    assert not torch.equal(load_data(DataConfig.named(name="fake", resolution=12, seed=3)).train[3][0],
                            image)
-    with_holdout = load_data(DataConfig(name="fake", resolution=12, holdout=0.25))
+    with_holdout = load_data(DataConfig.named(name="fake", resolution=12, holdout=0.25))
     assert (len(with_holdout.train), len(with_holdout.holdout)) == (192, 64)
 
 
@@ -159,7 +159,7 @@ def make_imagefolder(root, train_classes=("cat", "dog"), val_classes=("cat", "do
 
 def test_imagefolder_loads(tmp_path):
     root = make_imagefolder(tmp_path / "data")
-    splits = load_data(DataConfig(name="imagefolder", data_dir=str(root), resolution=16))
+    splits = load_data(DataConfig.named(name="imagefolder", data_dir=str(root), resolution=16))
     assert (len(splits.train), len(splits.val)) == (6, 6)
     assert splits.class_names == ["cat", "dog"] and splits.num_classes == 2
     assert splits.mean == (0.485, 0.456, 0.406)
@@ -168,7 +168,7 @@ def test_imagefolder_loads(tmp_path):
         assert image.shape == (3, 16, 16) and image.dtype == torch.float32 and label == 1
     images, labels = next(iter(make_loader(splits.train, 4, shuffle=True)))
     assert images.shape == (4, 3, 16, 16)
-    held = load_data(DataConfig(name="imagefolder", data_dir=str(root), resolution=16,
+    held = load_data(DataConfig.named(name="imagefolder", data_dir=str(root), resolution=16,
                                 holdout=0.5))
     assert (len(held.train), len(held.holdout)) == (3, 3)
     assert torch.equal(held.holdout[0][0], held.holdout[0][0])
@@ -177,7 +177,7 @@ def test_imagefolder_loads(tmp_path):
 def test_imagefolder_errors(tmp_path):
     def error(data_dir, *fragments):
         with pytest.raises(DataError) as excinfo:
-            load_data(DataConfig(name="imagefolder", data_dir=data_dir, resolution=8))
+            load_data(DataConfig.named(name="imagefolder", data_dir=data_dir, resolution=8))
         one_line_error(excinfo, *fragments)
 
     error(None, "--data-dir")
@@ -199,9 +199,9 @@ def test_imagefolder_errors(tmp_path):
 
 def test_cifar_needs_a_data_dir_and_never_downloads_unasked(tmp_path):
     with pytest.raises(DataError, match="--data cifar10 needs --data-dir"):
-        load_data(DataConfig(name="cifar10"))
+        load_data(DataConfig.named(name="cifar10"))
     with pytest.raises(DataError, match="pass --download") as excinfo:
-        load_data(DataConfig(name="cifar100", data_dir=str(tmp_path)))
+        load_data(DataConfig.named(name="cifar100", data_dir=str(tmp_path)))
     one_line_error(excinfo, str(tmp_path), "cifar100")
     assert list(tmp_path.iterdir()) == []
 
@@ -225,7 +225,7 @@ class FakeCifar(torch.utils.data.Dataset):
 
 def test_cifar_transforms_and_holdout(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCifar)
-    splits = load_data(DataConfig(name="cifar10", data_dir=str(tmp_path), resolution=24,
+    splits = load_data(DataConfig.named(name="cifar10", data_dir=str(tmp_path), resolution=24,
                                   holdout=0.25))
     assert splits.class_names == ["plane", "car"]
     assert (len(splits.train), len(splits.holdout), len(splits.val)) == (6, 2, 4)

@@ -12,9 +12,9 @@ import torch.multiprocessing as mp
 
 from anas.evaluate.trained import load_trained_run
 from anas.nn.supernet import Supernet
+from anas.runtime.rundir import RunDir, load_checkpoint
 from anas.space.arch import largest_arch, smallest_arch
 from anas.space.schema import load_space
-from anas.train.rundir import RunDir, load_checkpoint
 
 OPTIONS = {"space": "tiny", "data": "fake", "batch_size": 8, "epochs": 1, "calib_batches": 1,
            "prior_samples": 1000, "sampler": "recording-k3"}  # BestUp-k3 that notes its draws
@@ -32,12 +32,12 @@ def _worker(rank: int, world_size: int, port: int, folder: str, options: dict) -
     torch.set_num_threads(1)
     from anas.train import loop as train_module
     from anas.train.samplers import register_sampler
-    from anas.train.samplers.attentive import BestUpSampler
-    from anas.train.samplers.fpnas import FPNASSampler
+    from anas.train.samplers.attentive import AttentiveOptions, BestUpSampler
+    from anas.train.samplers.fpnas import FPNASOptions, FPNASSampler
 
     chosen, learned = [], {}
 
-    @register_sampler("recording", parameter="k")
+    @register_sampler("recording", parameter="k", options=AttentiveOptions)
     class Recording(BestUpSampler):
         """BestUp that notes every subnet it draws."""
 
@@ -46,7 +46,7 @@ def _worker(rank: int, world_size: int, port: int, folder: str, options: dict) -
             chosen.append(arch.to_dict())
             return arch
 
-    @register_sampler("recording-fpnas")
+    @register_sampler("recording-fpnas", options=FPNASOptions)
     class RecordingFPNAS(FPNASSampler):
         """FP-NAS that notes every subnet it draws and its distribution's logits."""
 
@@ -57,18 +57,26 @@ def _worker(rank: int, world_size: int, port: int, folder: str, options: dict) -
             return arch
 
     captured = {}
-    original_fit_end = train_module.Trainer._end_of_epoch
+    build_trainee = train_module.supernet_trainee
 
-    def capture(self, stats):
-        captured["weights"] = float(sum(p.detach().double().sum() for p in self.model.parameters()))
-        row = original_fit_end(self, stats)
-        captured["eval"] = {name: result.to_dict() for name, result in self.last_eval[1].items()}
-        return row
+    def capturing_trainee(*args, **kwargs):
+        """The run's trainee, its evaluations noted."""
+        trainee = captured["trainee"] = build_trainee(*args, **kwargs)
+        evaluate = trainee.evaluate
 
-    train_module.Trainer._end_of_epoch = capture
+        def noted():
+            results = evaluate()
+            captured["eval"] = {name: result.to_dict() for name, result in results.items()}
+            return results
+
+        trainee.evaluate = noted
+        return trainee
+
+    train_module.supernet_trainee = capturing_trainee
     train_module.start_training({**options, "run_dir": os.path.join(folder, "run")}, progress=False)
+    weights = float(sum(p.detach().double().sum() for p in captured["trainee"].model.parameters()))
     with open(os.path.join(folder, f"rank{rank}.json"), "w") as handle:
-        json.dump({"subnets": chosen, "weights": captured["weights"], "eval": captured["eval"], **learned}, handle)
+        json.dump({"subnets": chosen, "weights": weights, "eval": captured["eval"], **learned}, handle)
 
 
 def _train_in_two_processes(folder, options: dict) -> list[dict]:
@@ -98,7 +106,8 @@ def test_two_processes_sample_the_same_subnets_and_stay_in_sync(tmp_path):
 def test_two_processes_learn_the_same_fpnas_distribution(tmp_path):
     """FP-NAS's distribution steps on the held-out batch, the same on every rank, with
     loss scores averaged over the ranks: every rank keeps the same logits and draws."""
-    ranks = _train_in_two_processes(tmp_path, {**OPTIONS, "sampler": "recording-fpnas", "holdout": 0.25})
+    options = {k: v for k, v in OPTIONS.items() if k != "prior_samples"}
+    ranks = _train_in_two_processes(tmp_path, {**options, "sampler": "recording-fpnas", "holdout": 0.25})
     assert len(ranks[0]["subnets"]) == 2 * 192 // (8 * 2)  # a quarter of the 256 images held out
     assert ranks[0]["subnets"] == ranks[1]["subnets"]
     assert ranks[0]["logits"] == ranks[1]["logits"]

@@ -1,6 +1,6 @@
 import torch
 
-from anas.nn.evaluate import evaluate, recalibrate_bn
+from anas.nn.accuracy import evaluate, recalibrate_bn
 
 
 def test_recalibration_is_a_cumulative_average():
@@ -35,7 +35,7 @@ def test_evaluate_top1_top5():
 
 
 def test_subnets_are_evaluated_at_their_own_resolution():
-    from anas.nn.evaluate import evaluate_subnet
+    from anas.nn.accuracy import evaluate_subnet
     from anas.nn.supernet import Supernet
     from anas.space.arch import smallest_arch
     from anas.space.schema import load_space

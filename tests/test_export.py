@@ -11,12 +11,11 @@ import pytest
 import torch
 from conftest import assert_one_line_error
 
-import anas.export.subnet as export_module
 from anas.cli import main
 from anas.errors import CheckpointError
 from anas.evaluate.trained import load_trained_run
-from anas.export.io import EXPORT_BATCH
-from anas.export.pt import load_subnet
+from anas.export.interface import EXPORT_BATCH
+from anas.export.pt import PlainPyTorchFormat, load_subnet
 from anas.export.subnet import prepare_subnet, validation_images
 from anas.space.arch import parse_arch
 from anas.space.schema import space_from_dict
@@ -32,7 +31,7 @@ BEST = {"resolution": 28, "width": [8, 16, 16, 32, 64], "depth": [2, 1, 3], "ker
 def run_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("export") / "run"
     start_training({"space": "tiny", "data": "digits", "epochs": 1, "batch_size": 64, "calib_batches": 2,
-                    "prior_samples": 2000, "sampler": "uniform", "run_dir": str(path)}, progress=False)
+                    "sampler": "uniform", "run_dir": str(path)}, progress=False)
     return path
 
 
@@ -197,7 +196,7 @@ def test_unwritable_out_is_refused(run_cli, run_dir, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--to", "tflite"], "unknown export format 'tflite' (formats: onnx, torchscript, pt)"),
+    (["--to", "tflite"], "unknown export format 'tflite': use onnx, torchscript, pt"),
     (["--to", "onnx", "--opset", "13"], "--opset 13 is not supported"),
     (["--to", "pt", "--opset", "18"], "--opset goes with --to onnx"),
     (["--to", "pt", "--no-calibrate", "--calib-batches", "3"], "exclude each other"),
@@ -211,13 +210,13 @@ def test_bad_options_are_refused_before_any_work(run_cli, tmp_path, args, messag
 
 
 def test_a_failed_verification_exits_1_and_replaces_nothing(run_cli, run_dir, tmp_path, monkeypatch):
-    real = export_module.load_exported
+    real = PlainPyTorchFormat.load
 
-    def off_by_a_little(fmt, path):  # an export whose logits are off by 1e-3
-        forward = real(fmt, path)
+    def off_by_a_little(self, path):  # an export whose logits are off by 1e-3
+        forward = real(self, path)
         return lambda images: forward(images) + 1e-3
 
-    monkeypatch.setattr(export_module, "load_exported", off_by_a_little)
+    monkeypatch.setattr(PlainPyTorchFormat, "load", off_by_a_little)
     out = tmp_path / "m.pt"
     out.write_text("previous export")
     result = run_cli("export", "--run", run_dir, "--arch", "min", "--to", "pt", "--out", out, "--json")
@@ -231,8 +230,8 @@ def test_a_failed_verification_exits_1_and_replaces_nothing(run_cli, run_dir, tm
 
 
 def test_tolerance_flag_and_no_folder_left_by_a_failed_export(run_cli, run_dir, tmp_path, monkeypatch):
-    real = export_module.load_exported
-    monkeypatch.setattr(export_module, "load_exported", lambda fmt, path: (lambda images: real(fmt, path)(images) + 1e-3))
+    real = PlainPyTorchFormat.load
+    monkeypatch.setattr(PlainPyTorchFormat, "load", lambda self, path: (lambda images: real(self, path)(images) + 1e-3))
     out = tmp_path / "new-folder" / "m.pt"
     failed = run_cli("export", "--run", run_dir, "--arch", "min", "--to", "pt", "--out", out)
     assert failed.code == 1 and "more than 0.0001" in failed.stderr

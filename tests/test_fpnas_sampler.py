@@ -11,11 +11,11 @@ from conftest import (
     straight_and_resumed,
 )
 
+from anas.runtime.rundir import RunDir
 from anas.space.arch import ArchBatch
 from anas.space.cost import batch_costs
 from anas.space.distribution import SubnetDistribution
 from anas.train.loop import start_training
-from anas.train.rundir import RunDir
 from anas.train.samplers.fpnas import hinge_cost
 
 FPNAS_RUN = {**TINY_FAKE_RUN, "sampler": "fpnas", "holdout": 0.25, "flops_target": 1.0, "epochs": 2,

@@ -28,7 +28,7 @@ from anas.cli import main
 from anas.space.arch import sample_archs
 from anas.space.cost import batch_costs
 from anas.space.schema import load_space, space_to_dict
-from anas.space.table import archs_to_frame
+from anas.space.table_format import archs_to_frame
 from tests.conftest import train_tiny_run
 
 EXAMPLES = int(os.environ.get("ANAS_FUZZ_EXAMPLES", "12"))

@@ -8,15 +8,14 @@ import pandas as pd
 import pytest
 from conftest import TINY_FAKE_RUN, assert_one_line_error, planted_table, train_tiny_run
 
+from anas.latency.lookup_table import LatencyModel, read_latency_table, write_table
 from anas.latency.reduce import reduce_space
-from anas.latency.table import LatencyModel, read_latency_table, write_table
 from anas.predict.folder import save_predictor
-from anas.predict.kinds import PredictorConfig
-from anas.predict.kinds.lightgbm import LightGBMPredictor
+from anas.predict.kinds.lightgbm import LightGBMOptions, LightGBMPredictor
 from anas.space.arch import sample_archs
 from anas.space.cost import batch_costs
 from anas.space.schema import load_space, write_space
-from anas.space.table import frame_to_archs
+from anas.space.table_format import frame_to_archs
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +25,7 @@ def run_and_predictor(tmp_path_factory):
     rng = np.random.default_rng(0)
     pool = sample_archs(tiny, 300, rng)
     save_predictor(LightGBMPredictor.fit(tiny, pool, batch_costs(tiny, pool).mflops * 10 + rng.normal(0, 0.5, 300),
-                                         PredictorConfig(n_estimators=50)), folder / "predictor")
+                                         LightGBMOptions(n_estimators=50)), folder / "predictor")
     return train_tiny_run(folder / "run"), folder / "predictor"
 
 
@@ -73,7 +72,7 @@ def test_search_refuses_mismatched_tables(run_cli, run_and_predictor, tiny_table
         ([*search, "--latency", "0-9", "--latency-table", tiny_table, "--latency-predictor", predictor], ["give one"]),
         ([*search, "--latency", "0-9", "--latency-table", tiny_table, "--device", "ort-cpu"], ["on cpu, not ort-cpu"]),
         ([*search, "--latency", "0-9", "--latency-table", tiny_table, "--latency-batch", "8"], ["batch 1, not 8"]),
-        ([*search, "--latency", "0-9", "--device", "tpu"], ["unknown --device 'tpu' for latency"]),
+        ([*search, "--latency", "0-9", "--device", "tpu"], ["unknown --device 'tpu'"]),
     ]
     for args, fragments in cases:
         assert_one_line_error(run_cli(*args), *fragments)

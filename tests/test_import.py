@@ -4,12 +4,13 @@ import os
 
 import pytest
 import torch
+from authors_layout import to_authors_layout
 from conftest import TINY_FAKE_RUN, assert_one_line_error
 
 from anas.evaluate.trained import load_trained_run
 from anas.nn.supernet import Supernet
-from anas.train.published import authors_names, to_authors_layout
-from anas.train.rundir import initialize_from_run, load_checkpoint
+from anas.published.importer import authors_names
+from anas.runtime.rundir import initialize_from_run, load_checkpoint
 
 
 class AttrDict(dict):

@@ -5,8 +5,8 @@ import pytest
 from conftest import assert_one_line_error, planted_table
 
 from anas.errors import AnasError
+from anas.latency.lookup_table import space_layers, write_table
 from anas.latency.reduce import reduce_space, stage_choices
-from anas.latency.table import space_layers, write_table
 from anas.space.schema import load_space, write_space
 
 

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from conftest import assert_one_line_error
 
-from anas.latency import table as table_module
-from anas.latency.table import (
+from anas.latency import lookup_table as table_module
+from anas.latency.lookup_table import (
     LatencyModel,
     Layer,
     TableConfig,
@@ -204,7 +204,7 @@ def test_profile_adds_predicted_latency(run_cli, tiny, tiny_table, tmp_path):
                      tiny_table)
     assert result.code == 0, result.stderr
     frame = pd.read_csv(tmp_path / "c.csv")
-    from anas.space.table import frame_to_archs
+    from anas.space.table_format import frame_to_archs
 
     np.testing.assert_allclose(frame["latency_ms"], model.predict(frame_to_archs(tiny, frame)))
     single = run_cli("profile", "--space", "tiny", "--arch", "max", "--latency-table", tiny_table, "--json").json()
@@ -250,9 +250,9 @@ def test_bad_tables_are_one_line_errors(run_cli, tiny_table, tmp_path):
         (["profile", "--space", "cifar", "--arch", "max", "--latency-table", tiny_table], ["lacks", "layers of space cifar"]),
         (["profile", "--space", "tiny", "--arch", "max", "--num-classes", "3", "--latency-table", tiny_table],
          ["10-class head, not 3"]),
-        (["latency-table", "--space", "tiny", "--device", "tpu"], ["unknown --device 'tpu' for latency"]),
+        (["latency-table", "--space", "tiny", "--device", "tpu"], ["unknown --device 'tpu'"]),
         (["latency-table", "--space", "tiny", "--subnets", "2"], ["--subnets must be at least 5"]),
-        (["latency-table", "--space", "tiny", "--runs", "2", "--out", tiny_table], ["measured otherwise", "--fresh"]),
+        (["latency-table", "--space", "tiny", "--runs", "2", "--out", tiny_table], ["was made with --warmup 0, not 10 and --subnets 5, not 30", "--fresh"]),
     ]
     for args, fragments in cases:
         assert_one_line_error(run_cli(*args), *fragments)

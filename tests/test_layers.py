@@ -8,7 +8,8 @@ from pathlib import Path
 
 import anas
 
-LAYERS = ["", "space", "nn predict", "latency", "train", "evaluate", "search", "export", "cli"]
+LAYERS = ["", "space", "runtime data", "nn predict", "latency", "train autospace", "evaluate published", "search",
+          "export", "cli"]
 RANK = {package: rank for rank, names in enumerate(LAYERS) for package in names.split()}
 ROOT = Path(anas.__file__).parent
 

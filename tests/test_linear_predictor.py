@@ -10,11 +10,11 @@ from conftest import assert_one_line_error
 
 from anas.predict.explain import coefficient_table, stage_effects
 from anas.predict.folder import load_predictor, save_predictor
-from anas.predict.kinds import PredictorConfig, PredictorError
+from anas.predict.kinds import PenaltyOptions, PredictorError
 from anas.predict.kinds.linear import LinearPredictor, fit_ridge, linear_feature_names, linear_features
 from anas.space.arch import sample_archs
 from anas.space.cost import batch_costs
-from anas.space.table import archs_to_frame, write_table
+from anas.space.table_format import archs_to_frame, write_table
 
 
 def _linear_target(space, batch, rng, noise=0.3):
@@ -69,7 +69,7 @@ def test_fits_a_linear_target_and_ranks_held_out_subnets(tiny):
     rng = np.random.default_rng(2)
     train, test = sample_archs(tiny, 200, rng), sample_archs(tiny, 100, rng)
     y_train, _ = _linear_target(tiny, train, rng)
-    predictor = LinearPredictor.fit(tiny, train, y_train, PredictorConfig(reg_lambda=0.1))
+    predictor = LinearPredictor.fit(tiny, train, y_train, PenaltyOptions(reg_lambda=0.1))
     y_test, _ = _linear_target(tiny, test, rng, noise=0.0)
     predicted = predictor.predict(test)
     assert np.corrcoef(predicted, y_test)[0, 1] > 0.98

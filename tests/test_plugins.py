@@ -9,17 +9,16 @@ import pytest
 
 from anas.errors import AnasError
 from anas.predict.kinds import Predictor, register_predictor_kind
-from anas.predict.kinds.base import PREDICTOR_KINDS
+from anas.predict.kinds.predictor_kind import PREDICTOR_KINDS
 from anas.search.strategies import STRATEGIES, register_strategy
 from anas.space.arch import ArchBatch, sample_archs, smallest_arch
 from anas.space.cost import batch_costs
-from anas.space.table import archs_to_frame, write_table
+from anas.space.table_format import archs_to_frame, write_table
 from anas.train.estimators import ESTIMATORS, register_estimator
 from anas.train.samplers import SAMPLERS, register_sampler
 
 CALLS: dict[str, int] = {}
-TRAIN = ["--data", "fake", "--epochs", "1", "--batch-size", "32", "--calib-batches", "1", "--prior-samples", "1000",
-         "--quiet"]
+TRAIN = ["--data", "fake", "--epochs", "1", "--batch-size", "32", "--calib-batches", "1", "--quiet"]
 
 
 class SmallestOnly:
@@ -58,7 +57,7 @@ class MflopsPredictor(Predictor):
         self.coefficients = coefficients
 
     @classmethod
-    def fit(cls, space, batch, acc1, config, num_classes=None):
+    def fit(cls, space, batch, acc1, options=None, num_classes=None, seed=0):
         x = np.log(batch_costs(space, batch, num_classes).mflops)
         slope, intercept = np.polyfit(x, acc1, 1)
         return cls(space, num_classes or space.num_classes, [float(slope), float(intercept)])
@@ -100,7 +99,8 @@ def test_a_sampler_and_an_estimator_from_outside_train_a_run(run_cli, plugins, t
     result = run_cli("train", *TRAIN, "--sampler", "smallest-only", "--run-dir", tmp_path / "a")
     assert result.code == 0, result.stderr
     assert CALLS["sampler"] == 2 * (256 // 32)  # two middle subnets per step, 8 steps
-    result = run_cli("train", *TRAIN, "--sampler", "bestup-k2", "--estimator", "widest", "--run-dir", tmp_path / "b")
+    result = run_cli("train", *TRAIN, "--sampler", "bestup-k2", "--prior-samples", "1000", "--estimator", "widest",
+                     "--run-dir", tmp_path / "b")
     assert result.code == 0, result.stderr
     assert CALLS["estimator"] == 2 * (256 // 32)  # one scoring per middle subnet
 

@@ -10,7 +10,7 @@ from conftest import assert_one_line_error
 
 from anas.space.arch import sample_archs
 from anas.space.cost import batch_costs
-from anas.space.table import archs_to_frame, setting_columns, write_table
+from anas.space.table_format import archs_to_frame, setting_columns, write_table
 from anas.train.loop import start_training
 
 
@@ -19,7 +19,7 @@ def trained_run(tmp_path_factory):
     """One short run on the embedded digits, shared by the tests of this module."""
     run = tmp_path_factory.mktemp("predict") / "run"
     start_training({"space": "tiny", "data": "digits", "epochs": 2, "lr": 0.4, "sampler": "uniform", "calib_batches": 2,
-                    "holdout": 0.1, "prior_samples": 2000, "run_dir": str(run)}, progress=False)
+                    "holdout": 0.1, "run_dir": str(run)}, progress=False)
     return run
 
 

@@ -6,14 +6,15 @@ import pytest
 from anas.errors import AnasError, TableError
 from anas.predict.features import feature_matrix, feature_names
 from anas.predict.folder import load_predictor, save_predictor
-from anas.predict.kinds import PredictorConfig, PredictorError
+from anas.predict.kinds import PredictorError
+from anas.predict.kinds.lightgbm import LightGBMOptions
 from anas.predict.kinds.lightgbm import LightGBMPredictor as Predictor
 from anas.predict.metrics import rank_metrics, split_indices
 from anas.predict.records import read_records
 from anas.space.arch import ArchBatch, largest_arch, sample_archs, smallest_arch
 from anas.space.cost import batch_costs
 from anas.space.sampling import spread_sample
-from anas.space.table import archs_to_frame, write_table
+from anas.space.table_format import archs_to_frame, write_table
 
 
 def _synthetic(space, n, seed=0):
@@ -40,7 +41,7 @@ def test_rank_metrics():
 
 def test_fit_save_load_round_trip(tiny, tmp_path):
     batch, acc = _synthetic(tiny, 300)
-    predictor = Predictor.fit(tiny, batch, acc, PredictorConfig(n_estimators=200))
+    predictor = Predictor.fit(tiny, batch, acc, LightGBMOptions(n_estimators=200))
     test, test_acc = _synthetic(tiny, 100, seed=1)
     assert rank_metrics(test_acc, predictor.predict(test))["kendall_tau"] > 0.6
     save_predictor(predictor, tmp_path, {"kendall_tau": 0.5})
@@ -60,7 +61,7 @@ def test_predictor_folder_errors(tiny, attentive, tmp_path):
     with pytest.raises(PredictorError, match="has no predictor.json"):
         load_predictor(tmp_path)
     batch, acc = _synthetic(tiny, 60)
-    save_predictor(Predictor.fit(tiny, batch, acc, PredictorConfig(n_estimators=20)), tmp_path)
+    save_predictor(Predictor.fit(tiny, batch, acc, LightGBMOptions(n_estimators=20)), tmp_path)
     with pytest.raises(PredictorError, match="fitted on space tiny, but the run is of space attentive-nas"):
         load_predictor(tmp_path).check_space(attentive, "the run")
     (tmp_path / "predictor.txt").write_text("garbage")

@@ -23,8 +23,8 @@ import anas.export.quantize as quantize_module
 from anas.cli import main
 from anas.errors import AnasError
 from anas.evaluate.trained import load_trained_run
-from anas.export.subnet import ExportConfig, export_subnet, prepare_subnet
-from anas.nn.evaluate import at_resolution, evaluate
+from anas.export.subnet import ExportOptions, export_subnet, prepare_subnet
+from anas.nn.accuracy import at_resolution, evaluate
 from anas.space.arch import parse_arch
 
 INT8_KEYS = ("top1_agreement", "acc1_fp32", "acc1_int8", "bytes", "latency_ms")
@@ -170,8 +170,8 @@ def test_an_int8_file_that_does_not_load_fails_with_exit_1(run_cli, run_dir, tmp
 @pytest.mark.parametrize("args, message", [
     (["--to", "pt", "--quantize", "int8"], "--quantize goes with --to onnx, not --to pt"),
     (["--to", "torchscript", "--quantize", "int8"], "--quantize goes with --to onnx, not --to torchscript"),
-    (["--to", "onnx", "--quantize", "int4"], "unknown --quantize 'int4' (allowed: int8)"),
-    (["--to", "onnx", "--quantize", "fp16"], "unknown --quantize 'fp16' (allowed: int8)"),
+    (["--to", "onnx", "--quantize", "int4"], "unknown --quantize 'int4': use int8"),
+    (["--to", "onnx", "--quantize", "fp16"], "unknown --quantize 'fp16': use int8"),
 ])
 def test_bad_quantize_options_are_refused_before_any_work(run_cli, tmp_path, args, message):
     result = run_cli("export", "--run", tmp_path / "no-run", "--arch", "max", *args)  # the run does not exist
@@ -180,5 +180,8 @@ def test_bad_quantize_options_are_refused_before_any_work(run_cli, tmp_path, arg
 
 
 def test_python_api_refuses_a_bad_quantize_too(tmp_path):
+    from anas.options import build
+
     with pytest.raises(AnasError, match="unknown --quantize 'uint4'"):
-        export_subnet(tmp_path / "no-run", "max", "onnx", config=ExportConfig(quantize="uint4"))
+        export_subnet(build(ExportOptions, {"run": str(tmp_path / "no-run"), "arch": "max", "to": "onnx",
+                                            "quantize": "uint4"}))

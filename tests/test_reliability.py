@@ -20,7 +20,7 @@ from anas.space.arch import sample_archs
 from anas.space.cost import batch_costs
 from anas.space.sampling import spread_sample
 from anas.space.schema import space_to_dict
-from anas.space.table import archs_to_frame, setting_columns
+from anas.space.table_format import archs_to_frame, setting_columns
 from tests.conftest import assert_one_line_error, train_tiny_run
 
 

@@ -12,13 +12,14 @@ from anas.space.cost import arch_costs
 from anas.train.config import TrainConfig
 from anas.train.estimators import EstimatorContext, build_estimator
 from anas.train.samplers import SAMPLERS, SamplerContext, build_sampler
-from anas.train.samplers.attentive import BestUpSampler, FlopsPrior, WorstUpSampler
+from anas.train.samplers.attentive import AttentiveOptions, BestUpSampler, FlopsPrior, WorstUpSampler
 from anas.train.samplers.uniform import UniformSampler
 
 
 def _context(space, estimator=None, seed: int = 0, prior_samples: int = 5000) -> SamplerContext:
-    config = TrainConfig(space=space.name, seed=seed, prior_samples=prior_samples)
-    return SamplerContext(space, config, space.num_classes, lambda: estimator)
+    config = TrainConfig(space=space.name, seed=seed)
+    return SamplerContext(space, config, space.num_classes, lambda: estimator,
+                          options=AttentiveOptions(prior_samples=prior_samples))
 
 
 @pytest.mark.parametrize("text, cls, params", [

@@ -4,18 +4,18 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import assert_one_line_error
+from synthetic import synthetic_acc1
 
 from anas.errors import AnasError
 from anas.predict.folder import save_predictor
-from anas.predict.kinds import PredictorConfig
+from anas.predict.kinds.lightgbm import LightGBMOptions
 from anas.predict.kinds.lightgbm import LightGBMPredictor as Predictor
-from anas.predict.synthetic import synthetic_acc1
 from anas.search.outputs import pareto_mask
 from anas.search.problem import Band, Genome, SearchProblem, parse_band
 from anas.search.runner import search
 from anas.space.arch import ArchBatch, parse_arch, sample_archs
 from anas.space.cost import batch_costs, index_costs
-from anas.space.table import setting_columns
+from anas.space.table_format import setting_columns
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def attentive_predictor(tmp_path_factory):
     space = load_space("attentive-nas")
     rng = np.random.default_rng(0)
     pool = sample_archs(space, 1000, rng)
-    predictor = Predictor.fit(space, pool, synthetic_acc1(space, pool, rng), PredictorConfig(n_estimators=400))
+    predictor = Predictor.fit(space, pool, synthetic_acc1(space, pool, rng), LightGBMOptions(n_estimators=400))
     folder = tmp_path_factory.mktemp("predictor")
     save_predictor(predictor, folder)
     return predictor, folder
@@ -138,7 +138,7 @@ def test_cli_end_to_end_with_latency_and_outputs(run_cli, tmp_path):
     rng = np.random.default_rng(0)
     pool = sample_archs(tiny, 300, rng)
     save_predictor(Predictor.fit(tiny, pool, batch_costs(tiny, pool).mflops * 10 + rng.normal(0, 0.5, 300),
-                                 PredictorConfig(n_estimators=100)), tmp_path / "p")
+                                 LightGBMOptions(n_estimators=100)), tmp_path / "p")
     result = run_cli("search", "--flops", "1-2", "--predictor", tmp_path / "p", "--latency", "0-1000",
                      "--latency-runs", "2", "--budget", "60", "--strategy", "evolution", "--out", tmp_path / "s", "--json")
     assert result.code == 0, result.stderr
@@ -177,7 +177,7 @@ def test_predictor_of_another_space_than_the_run(run_cli, attentive_predictor, t
 
     _, folder = attentive_predictor
     start_training({"space": "tiny", "data": "fake", "epochs": 1, "batch_size": 32, "calib_batches": 1,
-                    "prior_samples": 1000, "sampler": "uniform", "run_dir": str(tmp_path / "run")}, progress=False)
+                    "sampler": "uniform", "run_dir": str(tmp_path / "run")}, progress=False)
     assert_one_line_error(run_cli("search", "--flops", "400-600", "--predictor", folder, "--run", tmp_path / "run",
                                   "--verify", "2"), "fitted on space attentive-nas", "of space tiny")
 
@@ -186,7 +186,7 @@ def test_train_predict_fit_search_verify_end_to_end(run_cli, tmp_path):
     """The user's journey on the embedded digits: train, evaluate and fit, search, verify."""
     run = tmp_path / "run"
     assert run_cli("train", "--epochs", "1", "--lr", "0.4", "--sampler", "uniform", "--calib-batches", "2",
-                   "--prior-samples", "2000", "--run-dir", run, "--quiet").code == 0
+                   "--run-dir", run, "--quiet").code == 0
     assert run_cli("predict-fit", "--run", run, "--samples", "12", "--calib-batches", "1", "--quiet").code == 0
     result = run_cli("search", "--flops", "0.5-2", "--predictor", run, "--run", run, "--verify", "3",
                      "--calib-batches", "1", "--budget", "300", "--json")

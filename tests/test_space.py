@@ -6,7 +6,7 @@ import yaml
 
 from anas.errors import SpaceError
 from anas.space.schema import builtin_space_names, load_space, space_from_dict, space_to_dict
-from anas.space.space import hidden_width, make_divisible, se_width
+from anas.space.search_space import hidden_width, make_divisible, se_width
 
 SPACES = Path(__file__).resolve().parents[1] / "anas" / "spaces"
 

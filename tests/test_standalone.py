@@ -14,10 +14,10 @@ import torch
 from anas.evaluate import standalone as standalone_module
 from anas.evaluate.standalone import StandaloneOptions, standalone
 from anas.evaluate.trained import load_trained_run
+from anas.runtime.rundir import RunDir, load_checkpoint
 from anas.space.arch import largest_arch, sample_archs, smallest_arch
-from anas.space.table import archs_to_frame
-from anas.train.rundir import RunDir, load_checkpoint
-from anas.train.standalone import StandaloneTrainer, train_standalone
+from anas.space.table_format import archs_to_frame
+from anas.train.static_training import train_standalone
 from tests.conftest import assert_one_line_error, train_tiny_run
 
 
@@ -93,11 +93,16 @@ def test_a_standalone_training_is_deterministic_per_seed(run, tmp_path):
     assert other.result != first.result  # the seed matters
 
 
-def test_standalone_training_reuses_the_supernet_training_loop():
-    from anas.train.loop import Trainer
+def test_standalone_training_runs_the_supernet_training_loop(run, tmp_path, monkeypatch):
+    from anas.train import static_training
+    from anas.train.loop import fit
 
-    assert issubclass(StandaloneTrainer, Trainer)
-    assert "fit" not in vars(StandaloneTrainer) and "_train_epoch" not in vars(StandaloneTrainer)
+    assert static_training.fit is fit  # the same loop, another model and step
+    fitted = []
+    monkeypatch.setattr(static_training, "fit", lambda trainee, *args: fitted.append(trainee) or fit(trainee, *args))
+    trained = load_trained_run(run)
+    train_standalone(replace(trained.config, epochs=1), trained.space, smallest_arch(trained.space), tmp_path / "s")
+    assert len(fitted) == 1 and fitted[0].checkpoint_format == "anas-standalone-1"
 
 
 def test_a_finished_subnet_is_not_trained_again_and_a_mismatched_one_is_refused(run, tmp_path):

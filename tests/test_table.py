@@ -5,7 +5,7 @@ import pytest
 from anas.errors import TableError
 from anas.space.arch import sample_archs
 from anas.space.cost import batch_costs
-from anas.space.table import archs_to_frame, frame_to_archs, read_table, setting_columns, write_table
+from anas.space.table_format import archs_to_frame, frame_to_archs, read_table, setting_columns, write_table
 
 
 def test_columns_follow_the_space(attentive, tiny):

@@ -6,24 +6,25 @@ import torch
 from conftest import assert_one_line_error, assert_same_tensors, straight_and_resumed
 
 from anas.nn.supernet import Supernet
+from anas.runtime.rundir import load_checkpoint
 from anas.space.arch import ArchBatch, largest_arch, sample_archs
 from anas.space.sampling import differing_arch
 from anas.train.config import TrainConfig
 from anas.train.loop import start_training
 from anas.train.regularizers import RegularizerContext, StepState
 from anas.train.regularizers.kd import soft_cross_entropy
-from anas.train.regularizers.teacher import MeanTeacher, default_momentum
-from anas.train.rundir import load_checkpoint
+from anas.train.regularizers.teacher import EMATeacherOptions, MeanTeacher, default_momentum
 
-PINAS = {"space": "tiny", "data": "digits", "batch_size": 32, "calib_batches": 1, "prior_samples": 1000,
+PINAS = {"space": "tiny", "data": "digits", "batch_size": 32, "calib_batches": 1,
          "sampler": "uniform", "epochs": 2, "teacher": "ema", "cross_path": True, "eval_every": 0}
 
 
 def teacher_of(tiny, **options) -> tuple[Supernet, MeanTeacher]:
     torch.manual_seed(0)
     student = Supernet(tiny, 10)
-    config = TrainConfig(teacher="ema", **options)
-    return student, MeanTeacher(RegularizerContext(tiny, config, student, total_steps=100))
+    config = TrainConfig(teacher="ema")
+    return student, MeanTeacher(RegularizerContext(tiny, config, student, total_steps=100,
+                                                   options=EMATeacherOptions(**options)))
 
 
 def test_ema_update_on_every_tensor(tiny):
@@ -47,20 +48,20 @@ def test_default_momentum_follows_the_run_length():
 
 
 def test_teacher_gets_no_gradients_and_moves_during_training(tmp_path):
+    from anas.runtime.rundir import RunDir
     from anas.space.schema import load_space
     from anas.train.config import build_config
-    from anas.train.loop import Trainer
-    from anas.train.rundir import RunDir
+    from anas.train.loop import fit, set_up, supernet_trainee
 
     config = build_config({**PINAS, "epochs": 1, "run_dir": str(tmp_path / "run")})
-    trainer = Trainer(config, RunDir(tmp_path / "run"), load_space("tiny"), progress=False)
+    trainer = supernet_trainee(set_up(config, RunDir(tmp_path / "run"), load_space("tiny")))
     teacher = next(r for r in trainer.parts.regularizers if isinstance(r, MeanTeacher))
     start = {name: tensor.clone() for name, tensor in teacher.teacher.state_dict().items()}
-    trainer.fit()
+    fit(trainer, progress=False)
     assert all(p.grad is None and not p.requires_grad for p in teacher.teacher.parameters())
     moved = [name for name, tensor in teacher.teacher.state_dict().items()
              if tensor.is_floating_point() and not torch.equal(tensor, start[name])]
-    assert moved and teacher.momentum == pytest.approx(default_momentum(trainer.steps_per_epoch))
+    assert moved and teacher.momentum == pytest.approx(default_momentum(trainer.setup.steps_per_epoch))
     student = trainer.model.state_dict()
     assert any(not torch.equal(tensor, student[name]) for name, tensor in teacher.teacher.state_dict().items())
 
@@ -114,7 +115,8 @@ def test_teacher_targets_use_the_runs_mixed_precision(tiny):
     torch.manual_seed(0)
     student = Supernet(tiny, 10)
     bf16 = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
-    regularizer = MeanTeacher(RegularizerContext(tiny, TrainConfig(teacher="ema"), student, 100, bf16))
+    regularizer = MeanTeacher(RegularizerContext(tiny, TrainConfig(teacher="ema"), student, 100, bf16,
+                                                 EMATeacherOptions()))
     arch = sample_archs(tiny, 1, np.random.default_rng(0))[0]
     images = torch.randn(8, 3, 32, 32)
     regularizer.before_step(StepState(images, torch.zeros(8, dtype=torch.long), [arch], 0))
@@ -136,8 +138,8 @@ def test_resume_with_a_teacher_is_bit_exact(tmp_path):
 
 def test_bad_teacher_options_are_one_line_errors(run_cli):
     cases = [
-        (["--teacher", "moco"], "unknown --teacher 'moco'"),
-        (["--cross-path"], "--cross-path needs --teacher ema"),
+        (["--teacher", "moco"], "unknown teacher 'moco'"),
+        (["--cross-path"], "--cross-path goes with --teacher ema"),
         (["--teacher", "ema", "--cross-path", "--num-subnets", "5"], "in pairs"),
         (["--teacher", "ema", "--ema-momentum", "1"], "--ema-momentum must be in [0, 1)"),
         (["--ema-momentum", "0.9"], "--ema-momentum goes with --teacher ema"),
@@ -160,6 +162,6 @@ def test_eval_weights_teacher_reads_the_teacher_everywhere(tmp_path, run_cli):
         assert torch.equal(tensor, teacher[name]), name
     assert any(not torch.equal(teacher[name], tensor) for name, tensor in state["model"].items())
     assert loaded.evaluate(largest_arch(loaded.space), 1).acc1 == pytest.approx(summary.largest["acc1"])
-    assert_one_line_error(run_cli("train", "--eval-weights", "teacher"), "--eval-weights teacher needs --teacher ema")
+    assert_one_line_error(run_cli("train", "--eval-weights", "teacher"), "--eval-weights goes with --teacher ema")
     assert_one_line_error(run_cli("train", "--resume", run, "--teacher", "none", "--no-cross-path",
-                                  "--eval-weights", "student"), "--teacher cannot change")
+                                  "--eval-weights", "student"), "was made with --teacher ema, not none")

@@ -6,12 +6,12 @@ import yaml
 from conftest import assert_one_line_error, train_until_interrupted
 
 from anas.errors import AnasError
+from anas.runtime.rundir import RunDir, load_checkpoint
 from anas.space.schema import load_space
 from anas.train.config import build_config
-from anas.train.loop import Trainer, resume_training, start_training
+from anas.train.loop import Trainee, resume_training, set_up, start_training, supernet_trainee
 from anas.train.recipe import parameter_groups, warmup_cosine
 from anas.train.regularizers.kd import soft_cross_entropy
-from anas.train.rundir import RunDir, load_checkpoint
 
 FAST = {"space": "tiny", "data": "fake", "batch_size": 16, "calib_batches": 2, "prior_samples": 2000, "epochs": 2}
 
@@ -64,7 +64,8 @@ def test_a_run_writes_its_folder(tmp_path):
 def test_config_file_and_flags(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("epochs: 1\nsampler: worstup-k2\nnum-subnets: 3\n")
-    summary = start_training({"run_dir": str(tmp_path / "run"), "sampler": "uniform", **{k: v for k, v in FAST.items() if k != "epochs"}},
+    options = {k: v for k, v in FAST.items() if k not in ("epochs", "prior_samples")}
+    summary = start_training({"run_dir": str(tmp_path / "run"), "sampler": "uniform", **options},
                              config_file=str(path), progress=False)
     config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert summary.epochs == 1 and config["sampler"] == "uniform" and config["num_subnets"] == 3
@@ -91,21 +92,28 @@ def test_resume_inside_an_epoch(tmp_path):
 
     from anas.train import loop as train_module
 
-    original = train_module.Trainer.train_step
+    original = train_module.supernet_trainee
     calls = {"n": 0}
 
-    def crashing_step(self, images, labels):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise Crash
-        return original(self, images, labels)
+    def crashing_trainee(*args, **kwargs):
+        trainee = original(*args, **kwargs)
+        step = trainee.step
 
-    train_module.Trainer.train_step = crashing_step
+        def crashing_step(images, labels, index):
+            calls["n"] += 1
+            if calls["n"] == 5:
+                raise Crash
+            return step(images, labels, index)
+
+        trainee.step = crashing_step
+        return trainee
+
+    train_module.supernet_trainee = crashing_trainee
     try:
         with pytest.raises(Crash):
             start_training(_options(tmp_path / "b", epochs=1, save_every=3), progress=False)
     finally:
-        train_module.Trainer.train_step = original
+        train_module.supernet_trainee = original
     assert load_checkpoint(tmp_path / "b" / "run" / "checkpoints" / "last.pt")["step_in_epoch"] == 3
     resume_training(str(tmp_path / "b" / "run"), {}, progress=False)
     a = load_checkpoint(tmp_path / "a" / "run" / "checkpoints" / "last.pt")["model"]
@@ -125,9 +133,10 @@ def test_training_improves_on_digits(tmp_path):
     assert summary.largest["acc1"] > 40  # 10 classes: chance is 10 %
 
 
-def _trainer(folder, **extra) -> Trainer:
-    config = build_config(_options(folder, sampler="uniform", **extra))
-    return Trainer(config, RunDir(config.run_dir), load_space("tiny"), progress=False)
+def _trainer(folder, **extra) -> Trainee:
+    options = {k: v for k, v in _options(folder, sampler="uniform", **extra).items() if k != "prior_samples"}
+    config = build_config(options)
+    return supernet_trainee(set_up(config, RunDir(config.run_dir), load_space("tiny")))
 
 
 def _batch(seed: int = 0, size: int = 16):
@@ -135,11 +144,11 @@ def _batch(seed: int = 0, size: int = 16):
     return torch.randn(size, 3, 32, 32, generator=gen), torch.randint(0, 10, (size,), generator=gen)
 
 
-def _seeded_step(trainer: Trainer, images, labels, seed: int) -> tuple[float, float]:
+def _seeded_step(trainer: Trainee, images, labels, seed: int) -> tuple[float, float]:
     """One sandwich step with torch's RNG seeded, so that runs compared step by step draw
     the same drop-connect and dropout masks."""
     torch.manual_seed(seed)
-    losses = trainer.train_step(images, labels)
+    losses = trainer.step(images, labels, seed)
     return losses.largest, losses.others
 
 
@@ -149,7 +158,7 @@ def test_bf16_autocast_trains_on_the_cpu(tmp_path):
     plain, bf16 = _trainer(tmp_path / "a"), _trainer(tmp_path / "b", amp="bf16")
     initial = [p.detach().clone() for p in plain.model.parameters()]
     images, labels = _batch()
-    with bf16.autocast():
+    with bf16.parts.autocast():
         assert bf16.model(images).dtype == torch.bfloat16
     for step in range(2):
         loss_plain, distill_plain = _seeded_step(plain, images, labels, step)
@@ -194,7 +203,7 @@ def test_gradient_scaler_path_of_fp16_leaves_the_update_unchanged(tmp_path):
     before = [p.detach().clone() for p in scaled.model.parameters()]
     images, labels = _batch(2)
     images[0, 0, 0, 0] = float("inf")
-    scaled.train_step(images, labels)
+    scaled.step(images, labels, 2)
     assert all(torch.equal(a, b) for a, b in zip(before, scaled.model.parameters()))
     assert scaled.parts.scaler.get_scale() == 2.0**9
 
@@ -277,7 +286,7 @@ def test_checkpoint_of_another_space_in_the_run_folder(run_cli, tmp_path):
 
 def test_cli_json_summary(run_cli, tmp_path):
     result = run_cli("train", "--data", "fake", "--epochs", "1", "--batch-size", "16", "--calib-batches", "1",
-                     "--prior-samples", "1000", "--sampler", "uniform", "--run-dir", tmp_path / "r", "--json")
+                     "--sampler", "uniform", "--run-dir", tmp_path / "r", "--json")
     assert result.code == 0, result.stderr
     data = result.json()
     assert data["epochs"] == 1 and set(data["largest"]) >= {"acc1", "acc5", "mflops", "arch"}

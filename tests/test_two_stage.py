@@ -4,17 +4,16 @@ the late stages."""
 
 import numpy as np
 import pytest
+from synthetic import synthetic_acc1
 
-from anas.predict.kinds import PredictorConfig
-from anas.predict.kinds.lightgbm import LightGBMPredictor
-from anas.predict.synthetic import synthetic_acc1
+from anas.predict.kinds.lightgbm import LightGBMOptions, LightGBMPredictor
 from anas.search.problem import Band, SearchProblem
 from anas.search.runner import search
 from anas.search.strategies import STRATEGIES
 from anas.search.strategies.two_stage import EARLY, LATE, _Search, stage_groups
 from anas.space.arch import ArchBatch, sample_archs
 from anas.space.cost import batch_costs
-from anas.space.table import setting_columns
+from anas.space.table_format import setting_columns
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +21,7 @@ def attentive_lightgbm(attentive):
     rng = np.random.default_rng(0)
     pool = sample_archs(attentive, 1000, rng)
     return LightGBMPredictor.fit(attentive, pool, synthetic_acc1(attentive, pool, rng),
-                                 PredictorConfig(n_estimators=100))
+                                 LightGBMOptions(n_estimators=100))
 
 
 def test_registered():

@@ -67,15 +67,15 @@ except AnasError as exc:
     _plugin_error = exc
 
 # The commands register themselves, in the order of the user's journey.
-from anas.cli import profile as _profile  # noqa: E402,F401,I001  (registers `anas profile`)
-from anas.cli import latency_table as _latency_table  # noqa: E402,F401  (registers `anas latency-table`)
-from anas.cli import space as _space  # noqa: E402,F401  (registers `anas space reduce`)
-from anas.cli import train as _train  # noqa: E402,F401  (registers `anas train`)
-from anas.cli import predict_fit as _predict_fit  # noqa: E402,F401  (registers `anas predict-fit`)
-from anas.cli import search as _search  # noqa: E402,F401  (registers `anas search`)
-from anas.cli import standalone as _standalone  # noqa: E402,F401  (registers `anas standalone`)
-from anas.cli import export as _export  # noqa: E402,F401  (registers `anas export`)
-from anas.cli import importer as _importer  # noqa: E402,F401  (registers `anas import`)
+from anas.cli import profile_command as _profile  # noqa: E402,F401,I001  (registers `anas profile`)
+from anas.cli import latency_table_command as _latency_table  # noqa: E402,F401  (registers `anas latency-table`)
+from anas.cli import space_commands as _space  # noqa: E402,F401  (registers `anas space reduce|evolve|show`)
+from anas.cli import train_command as _train  # noqa: E402,F401  (registers `anas train`)
+from anas.cli import predict_fit_command as _predict_fit  # noqa: E402,F401  (registers `anas predict-fit`)
+from anas.cli import search_command as _search  # noqa: E402,F401  (registers `anas search`)
+from anas.cli import standalone_command as _standalone  # noqa: E402,F401  (registers `anas standalone`)
+from anas.cli import export_command as _export  # noqa: E402,F401  (registers `anas export`)
+from anas.cli import import_command as _importer  # noqa: E402,F401  (registers `anas import`)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,22 +1,39 @@
-"""Pieces shared by the commands: consoles and JSON output."""
+"""Pieces shared by the commands: consoles, the output options and JSON output."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
-import typer
 from rich.console import Console
 
-from anas.evaluate.trained import DATA_DIR_HELP
 from anas.io import json_text
+from anas.options import option
 
 # Human-readable results on stdout; progress and status on stderr so `--json` stays clean.
 out = Console()
 err = Console(stderr=True)
 
 
-DATA_DIR_OPTION = typer.Option(None, "--data-dir", help=DATA_DIR_HELP)
+@dataclass(frozen=True, kw_only=True)
+class Report:
+    """How a command reports: a table for people, or JSON (``--json``)."""
+
+    json_output: bool = option(False, "Print the results as one JSON object (machine-readable).", flag="--json")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportWithProgress(Report):
+    """How a command that runs a while reports: with a progress display, unless ``--quiet``."""
+
+    quiet: bool = option(False, "No progress display.", short="-q")
+
+    @property
+    def progress(self) -> bool:
+        """Whether to show progress: not with ``--quiet`` or ``--json``, nor on the ranks
+        other than 0 of a ``torchrun`` job."""
+        return not (self.quiet or self.json_output) and is_main_process()
 
 
 def print_json(data: Any) -> None:
@@ -34,7 +51,7 @@ def use_table_threads(path: str) -> None:
     thread count is process-wide state, which only the command line sets)."""
     import torch
 
-    from anas.latency.table import read_latency_table
+    from anas.latency.lookup_table import read_latency_table
 
     threads = read_latency_table(path).config.threads
     if threads is not None:

@@ -3,41 +3,48 @@ or from a file, then a fitted predictor folder with its held-out metrics."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from anas.checks import check_fraction
+from anas.checks import check_seed
 from anas.errors import AnasError
-from anas.evaluate.records import RECORDS_FILE, check_record_request, collect_records
-from anas.evaluate.trained import TrainedRun, load_trained_run
+from anas.evaluate.run_records import RECORDS_FILE, check_record_request, collect_records
+from anas.evaluate.trained import CalibrationOption, TrainedRun, TrainedRunOptions, load_trained_run
+from anas.options import HostsPlugins, option
 from anas.predict.fit import FitReport, fit_and_report, zero_cost_report
-from anas.predict.kinds import PREDICTOR_KINDS, PredictorConfig
+from anas.predict.kinds import PREDICTOR_KINDS
 from anas.predict.metrics import split_indices
 from anas.predict.records import RESULT_COLUMNS, read_records
+from anas.runtime.device import DeviceOption
+from anas.runtime.distributed import environment_rank
+from anas.runtime.rundir import latest_checkpointed_run
 from anas.space.schema import load_space
-from anas.train.distributed import environment_rank
-from anas.train.rundir import latest_checkpointed_run
 
 
-@dataclass(frozen=True)
-class PredictFitOptions:
-    run: str | None = None  # a run folder of anas train (None: the latest under ./runs, unless records is given)
-    records: str | None = None  # or a records CSV, with space
-    space: str | None = None
-    samples: int = 64
-    calib_batches: int | None = None
-    split: str = "auto"
-    device: str = "cpu"
-    kind: str = "lightgbm"
-    test_records: str | None = None
-    test_fraction: float = 0.2
-    out: str | None = None  # default: the run folder (with records: the records file's folder)
-    config: PredictorConfig = PredictorConfig()
-    data_dir: str | None = None  # replaces the run's data folder
-    target: str = "acc1"  # the records column to predict (latency_ms for a latency model)
-    explain: bool = False  # write coefficients.csv, effects.csv and explain.png (explainable kinds)
-    plot: bool = True
-    progress: bool = False
+@dataclass(frozen=True, kw_only=True)
+class PredictFitOptions(TrainedRunOptions, CalibrationOption, DeviceOption, HostsPlugins):
+    """Every option of ``anas predict-fit``, and those of the predictor kind it fits."""
+
+    samples: int = option(64, "Subnets to evaluate, spread over the MFLOPs range (smallest and largest included).")
+    split: str = option("auto", "Evaluate on: auto (holdout if the run has one, else val), holdout, val.",
+                        choices=("auto", "holdout", "val"))
+    records: str | None = option(None, "Fit from this records CSV instead of a run (needs --space).")
+    space: str | None = option(None, "Space of --records (built-in name or YAML file).", short="-s")
+    kind: str = option("lightgbm", "Predictor kind.", choices=PREDICTOR_KINDS)
+    test_records: str | None = option(None, "Measure the predictor on this second records CSV (then fit on all "
+                                            "records).")
+    test_fraction: float = option(0.2, "Share of the records held out for the metrics (without --test-records).",
+                                  above=0, below=1)
+    out: str | None = option(None, "Predictor folder.", short="-o",
+                             default_text="the run folder; with --records: the records file's folder")
+    target: str = option("acc1", "Records column to predict: acc1, or e.g. latency_ms for a latency model (from "
+                                 "--records).")
+    explain: bool = option(False, "With an explainable kind (linear): write coefficients.csv, effects.csv and "
+                                  "explain.png.")
+    seed: int = option(0, "Seed of the sampled subnets, the split and the predictor.", check=check_seed)
+    plot: bool = option(True, "Draw predictor.png.")
+    plugins: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -47,11 +54,10 @@ class PredictFitOutcome:
     run_was_chosen: bool  # True when the latest run under ./runs was taken
 
 
-def predict_fit(options: PredictFitOptions) -> PredictFitOutcome:
+def predict_fit(options: PredictFitOptions, progress: bool = False) -> PredictFitOutcome:
     """Evaluate subnets of a run into its records (or read a records file), fit a
     predictor of ``options.kind`` and measure it on held-out records."""
-    kind = PREDICTOR_KINDS.get(options.kind)  # an unknown kind fails before any evaluation
-    check_fraction(options.test_fraction, "--test-fraction", low_open=True, high_open=True)
+    kind = PREDICTOR_KINDS.get(options.kind)
     if options.run is not None and options.records is not None:
         raise AnasError("give either --run RUN_DIR or --records FILE.csv --space S, not both")
     if options.explain and not kind.explainable:
@@ -66,28 +72,29 @@ def predict_fit(options: PredictFitOptions) -> PredictFitOutcome:
         return PredictFitOutcome(_fit_records_file(options), None, False)
     chosen = options.run is None
     run_path = str(latest_checkpointed_run()) if chosen else options.run
-    fit = _read_zero_cost if kind.zero_cost else _fit_run
-    return PredictFitOutcome(fit(run_path, options), run_path, chosen)
+    if kind.zero_cost:
+        return PredictFitOutcome(_read_zero_cost(run_path, options), run_path, chosen)
+    return PredictFitOutcome(_fit_run(run_path, options, progress), run_path, chosen)
 
 
-def _fit_run(run_path: str, options: PredictFitOptions) -> FitReport | None:
-    check_record_request(options.samples, options.calib_batches, options.config.seed)
+def _fit_run(run_path: str, options: PredictFitOptions, progress: bool) -> FitReport | None:
+    check_record_request(options.samples, options.calib_batches, options.seed)
     if options.target not in RESULT_COLUMNS and options.test_records is None:
         raise AnasError(f"a run's records have no column {options.target!r} (they hold {', '.join(RESULT_COLUMNS)}): "
                         f"fit it from --records FILE.csv --space S")
     run = _load_run(run_path, options)
     if options.test_records is None and not (run.run_dir.path / RECORDS_FILE).exists():
-        split_indices(options.samples, options.test_fraction, options.config.seed)  # too few: refuse before evaluating
+        split_indices(options.samples, options.test_fraction, options.seed)  # too few: refuse before evaluating
     _, table, evaluated_now = collect_records(run, options.samples, options.calib_batches, options.split,
-                                              options.config.seed, options.progress)
+                                              options.seed, progress)
     if table is None:  # not the main process of a distributed run
         return None
     test = (read_records(options.test_records, run.space, run.num_classes, options.target)
             if options.test_records else None)
     report = fit_and_report(run.space, table, options.out or str(run.run_dir.path), kind=options.kind,
                             num_classes=run.num_classes, test_records=test, test_fraction=options.test_fraction,
-                            config=options.config, plot=options.plot, target=options.target,
-                            explain=options.explain)
+                            options=options.options_for("kind"), seed=options.seed, plot=options.plot,
+                            target=options.target, explain=options.explain)
     report.evaluated_now = evaluated_now
     return report
 
@@ -106,7 +113,8 @@ def _read_zero_cost(run_path: str, options: PredictFitOptions) -> FitReport | No
     if environment_rank() != 0:
         return None  # one process reads the checkpoint; there is nothing to share out
     run = _load_run(run_path, options)
-    predictor = PREDICTOR_KINDS.get(options.kind).from_supernet(run.supernet, options.config, run.num_classes)
+    predictor = PREDICTOR_KINDS.get(options.kind).from_supernet(run.supernet, options.options_for("kind"),
+                                                                run.num_classes)
     predictor.meta.update(run=str(run.run_dir.path.resolve()), checkpoint=run.checkpoint_id)
     records_path = options.test_records or run.run_dir.path / RECORDS_FILE
     records = read_records(records_path, run.space, run.num_classes) if Path(records_path).exists() else None
@@ -122,5 +130,5 @@ def _fit_records_file(options: PredictFitOptions) -> FitReport:
     test = read_records(options.test_records, space, target=options.target) if options.test_records else None
     out = options.out or str(Path(options.records).resolve().parent)
     return fit_and_report(space, records, out, kind=options.kind, test_records=test,
-                          test_fraction=options.test_fraction, config=options.config, plot=options.plot,
-                          target=options.target, explain=options.explain)
+                          test_fraction=options.test_fraction, options=options.options_for("kind"), seed=options.seed,
+                          plot=options.plot, target=options.target, explain=options.explain)

@@ -2,7 +2,7 @@
 
 K subnets spread over the run's MFLOPs range (or the subnets of a file) are each trained
 from scratch as a static network with the run's data and recipe
-(:mod:`anas.train.standalone`), and evaluated on the validation split; the same subnets
+(:mod:`anas.train.static_training`), and evaluated on the validation split; the same subnets
 are evaluated with the supernet's weights (BN recalibrated) and, when the run folder has
 one, by its predictor. Output folder (default ``RUN_DIR/standalone/``)::
 
@@ -22,31 +22,31 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from anas.checks import SPREAD_SAMPLE_BYTES, check_at_least, check_memory, check_seed
-from anas.device import resolve_device
+from anas.checks import SPREAD_SAMPLE_BYTES, check_at_least, check_memory
 from anas.errors import AnasError, TableError
-from anas.evaluate.trained import DATA_DIR_HELP, TrainedRun, load_trained_run
+from anas.evaluate.trained import TrainedRun, TrainedRunOptions, load_trained_run
 from anas.io import atomic_write_json, json_safe
+from anas.options import option, updated
 from anas.plots import new_figure, save_png
 from anas.predict.folder import has_predictor, load_predictor
 from anas.predict.kinds import Predictor
 from anas.predict.metrics import rank_metrics
 from anas.progress import progress_bars
+from anas.runtime import distributed
+from anas.runtime.device import DeviceOption, resolve_device
+from anas.runtime.rundir import latest_checkpointed_run
 from anas.space.arch import Arch, ArchBatch, arch_from_dict
 from anas.space.cost import batch_costs
 from anas.space.sampling import spread_sample
-from anas.space.table import archs_to_frame, frame_to_archs, read_archs, read_table, subnet_keys, write_table
-from anas.train import distributed
-from anas.train.config import option
-from anas.train.rundir import latest_checkpointed_run
-from anas.train.standalone import train_standalone
+from anas.space.table_format import archs_to_frame, frame_to_archs, read_archs, read_table, subnet_keys, write_table
+from anas.train.static_training import SubnetTrainingOptions, train_standalone
 
 TABLE_FILE = "standalone.csv"
 RANKING_FILE = "ranking.json"
@@ -55,20 +55,19 @@ MIN_SUBNETS = 3  # a rank correlation needs three subnets to say anything
 DEFAULT_SUBNETS = 8
 
 
-@dataclass(frozen=True)
-class StandaloneOptions:
-    """Every option of ``anas standalone`` (the command line is built from these fields)."""
+def _check_subnets(subnets: int, flag: str) -> None:
+    check_at_least(subnets, MIN_SUBNETS, flag, " (a rank correlation needs three subnets)")
+    check_memory(subnets * SPREAD_SAMPLE_BYTES, flag, subnets)
 
-    run: str | None = option(None, "Run folder of anas train (under torchrun write --run-dir).", short="--run-dir",
-                             default_text="the latest under ./runs with a checkpoint")
+
+@dataclass(frozen=True, kw_only=True)
+class StandaloneOptions(TrainedRunOptions, SubnetTrainingOptions, DeviceOption):
+    """Every option of ``anas standalone``."""
+
     subnets: int | None = option(None, "Subnets spread evenly over the run's MFLOPs range, smallest and largest "
-                                       "included.", default_text=str(DEFAULT_SUBNETS))
+                                       "included.", default_text=str(DEFAULT_SUBNETS), check=_check_subnets)
     archs: str | None = option(None, "Or the subnets of this file: a table-format CSV or a JSON list.")
-    epochs: int | None = option(None, "Epochs of each stand-alone training.", default_text="the run's")
-    seed: int = option(0, "Seed of the stand-alone trainings (weights, data order).")
     out: str | None = option(None, "Output folder.", default_text="RUN_DIR/standalone")
-    device: str = option("auto", "auto | cpu | cuda[:N] (under torchrun each rank takes its own GPU).")
-    data_dir: str | None = option(None, DATA_DIR_HELP)
     plot: bool = option(True, "Draw ranking.png.")
 
 
@@ -87,7 +86,7 @@ def standalone(options: StandaloneOptions, progress: bool = False) -> Standalone
     _check_options(options)
     chosen = options.run is None
     run_path = str(latest_checkpointed_run()) if chosen else options.run
-    run = load_trained_run(run_path, resolve_device(options.device, allow_auto=True), options.data_dir)
+    run = load_trained_run(run_path, resolve_device(options.device), options.data_dir)
     archs = _subnets(run, options)
     out = Path(options.out) if options.out else run.run_dir.path / "standalone"
     epochs = options.epochs or run.config.epochs
@@ -96,7 +95,7 @@ def standalone(options: StandaloneOptions, progress: bool = False) -> Standalone
     predictor = _run_predictor(run)
     todo = [arch for arch in archs if arch not in done]
     with distributed.process_group(distributed.init_distributed(run.device.type)) as ctx:
-        config = replace(run.config, epochs=epochs, seed=options.seed, device=_rank_device(run, ctx))
+        config = updated(run.config, epochs=epochs, seed=options.seed, device=str(ctx.device_for(run.device)))
         table = existing
         with progress_bars(progress and ctx.is_main) as bars:
             bar = bars.add("stand-alone subnets", len(todo) * epochs)
@@ -121,12 +120,6 @@ def standalone(options: StandaloneOptions, progress: bool = False) -> Standalone
 def _check_options(options: StandaloneOptions) -> None:
     if options.archs is not None and options.subnets is not None:
         raise AnasError("give either --subnets K or --archs FILE, not both")
-    if options.subnets is not None:
-        check_at_least(options.subnets, MIN_SUBNETS, "--subnets", " (a rank correlation needs three subnets)")
-        check_memory(options.subnets * SPREAD_SAMPLE_BYTES, "--subnets", options.subnets)
-    if options.epochs is not None:
-        check_at_least(options.epochs, 1, "--epochs")
-    check_seed(options.seed)
 
 
 def _subnets(run: TrainedRun, options: StandaloneOptions) -> list[Arch]:
@@ -138,13 +131,6 @@ def _subnets(run: TrainedRun, options: StandaloneOptions) -> list[Arch]:
         raise AnasError(f"{options.archs} holds {len(archs)} distinct subnet(s): a rank correlation needs "
                         f"at least {MIN_SUBNETS}")
     return archs
-
-
-def _rank_device(run: TrainedRun, ctx: distributed.DistContext) -> str:
-    """Each rank of a CUDA job trains on its own GPU."""
-    if run.device.type == "cuda" and ctx.enabled:
-        return f"cuda:{ctx.local_rank}"
-    return str(run.device)
 
 
 def subnet_id(arch: Arch) -> str:

@@ -4,27 +4,42 @@ data. What ``anas predict-fit``, ``anas search --verify`` and ``anas export`` st
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from anas.data import DataFolderOptions, DataSplits, calibration_loader, evaluation_loader, load_data
 from anas.errors import CheckpointError, one_line
-from anas.nn.evaluate import EvalResult, evaluate_subnet
+from anas.nn.accuracy import EvalResult, evaluate_subnet
 from anas.nn.probe import probe_subnet
 from anas.nn.static import StaticNet
 from anas.nn.supernet import Supernet
+from anas.options import option, updated
+from anas.runtime.device import resolve_device
+from anas.runtime.rundir import RunDir, checkpoint_space
 from anas.space.arch import Arch
-from anas.space.space import SearchSpace
+from anas.space.search_space import SearchSpace
 from anas.train.config import TrainConfig, saved_config
-from anas.train.data import DataSplits, calibration_loader, evaluation_loader, load_data
 from anas.train.objectives import OBJECTIVES
-from anas.train.rundir import RunDir, checkpoint_space
+from anas.train.regularizers.teacher import evaluates_teacher
 
-DATA_DIR_HELP = ("Data folder of the run's dataset, replacing the one it was trained with (e.g. the ImageNet "
-                 "folder of an imported supernet).")
+
+@dataclass(frozen=True, kw_only=True)
+class TrainedRunOptions(DataFolderOptions):
+    """The run folder a command starts from, and where its data is."""
+
+    run: str | None = option(None, "Run folder of anas train (under torchrun write --run-dir: torchrun takes --run "
+                                   "for itself).", aliases=("--run-dir",), short="-r",
+                             default_text="the latest under ./runs with what the command needs")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CalibrationOption:
+    calib_batches: int | None = option(None, "Training batches for BN recalibration.", default_text="the run's",
+                                       min=1)
 
 
 @dataclass
@@ -40,7 +55,7 @@ class TrainedRun:
     @cached_property
     def data(self) -> DataSplits:
         """The run's dataset (same split, holdout and seed as in training)."""
-        return load_data(self.config.data_config(max(self.space.resolutions), download=False))
+        return load_data(updated(self.config, download=False).data_config(max(self.space.resolutions)))
 
     @property
     def label_free(self) -> bool:
@@ -86,7 +101,7 @@ class TrainedRun:
 def evaluated_weights(config: TrainConfig, state: dict[str, Any]) -> dict[str, Any]:
     """The supernet weights a run is evaluated with: the student's, or the mean teacher's
     for a run trained with ``--eval-weights teacher``."""
-    if config.eval_weights == "teacher":
+    if evaluates_teacher(config):
         return OBJECTIVES.get(config.objective).teacher_weights(config, state)
     return state["model"]
 
@@ -100,7 +115,7 @@ def load_trained_run(path: str | Path, device: str | torch.device = "cpu", data_
     space = checkpoint_space(state, run_dir.checkpoint_path)
     config = saved_config(state["config"], str(run_dir.checkpoint_path))
     if data_dir is not None:
-        config = replace(config, data_dir=str(data_dir))
+        config = updated(config, data_dir=str(data_dir))
     num_classes = int(state.get("num_classes") or space.num_classes)
     supernet = Supernet(space, num_classes, private_bn=config.private_bn)
     try:
@@ -108,6 +123,6 @@ def load_trained_run(path: str | Path, device: str | torch.device = "cpu", data_
     except (RuntimeError, KeyError, IndexError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {run_dir.checkpoint_path} does not match its space: "
                               f"{one_line(exc)}") from None
-    device = torch.device(device)
+    device = resolve_device(device) if isinstance(device, str) else device
     supernet.to(device).eval()
     return TrainedRun(run_dir, space, config, supernet, num_classes, dict(state.get("data") or {}), device)

@@ -9,10 +9,12 @@ from typing import Any
 import torch
 
 from anas.errors import AnasError, CheckpointError, one_line
+from anas.export.formats import ExportFormat, register_export_format
+from anas.export.interface import Forward
 from anas.nn.static import StaticNet
+from anas.runtime.rundir import safe_torch_load
 from anas.space.arch import arch_from_dict
 from anas.space.schema import space_from_dict
-from anas.train.rundir import safe_torch_load
 
 SUBNET_FORMAT = "anas-subnet-1"  # the format tag of `pt` files
 
@@ -39,3 +41,14 @@ def load_subnet(path: str | Path) -> StaticNet:
         raise CheckpointError(f"subnet file {path} is inconsistent: {one_line(exc)}") from None
     net.mean, net.std, net.class_names = data.get("mean"), data.get("std"), data.get("class_names")
     return net.eval()
+
+
+@register_export_format("pt")
+class PlainPyTorchFormat(ExportFormat):
+    extension = "pt"
+
+    def write(self, net: StaticNet, path: Path, metadata: dict[str, Any], options: Any) -> None:
+        write_pt(net, path, metadata)
+
+    def load(self, path: Path) -> Forward:
+        return load_subnet(path)

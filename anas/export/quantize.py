@@ -34,8 +34,9 @@ import numpy as np
 import torch
 
 from anas.errors import AnasError, one_line
-from anas.export.io import INPUT_NAME, OUTPUT_NAME, Forward
-from anas.nn.evaluate import at_resolution
+from anas.export.formats import ExportFailed
+from anas.export.interface import INPUT_NAME, OUTPUT_NAME, Forward
+from anas.nn.accuracy import at_resolution
 
 QUANTIZE_CHOICES = ("int8",)
 CALIB_IMAGES = 256  # training images whose activation ranges set the int8 scales
@@ -44,7 +45,7 @@ MIN_TOP1_AGREEMENT = 0.5  # below this fraction of verification images, the int8
 LATENCY_WARMUP, LATENCY_RUNS = 5, 30  # batch-1 runs before and in the median
 
 
-class Int8Error(AnasError):
+class Int8Error(ExportFailed):
     """The int8 model could not be made or loaded: a failed export (exit 1), not bad input."""
 
 
@@ -72,16 +73,6 @@ class Int8Report:
             "latency_ms": None if self.latency_int8_ms is None else {"fp32": self.latency_fp32_ms,
                                                                      "int8": self.latency_int8_ms},
         }
-
-
-def check_quantize(fmt: str, quantize: str | None) -> None:
-    """Refuse a ``--quantize`` value other than ``int8``, or one with another format than ONNX."""
-    if quantize is None:
-        return
-    if quantize not in QUANTIZE_CHOICES:
-        raise AnasError(f"unknown --quantize {quantize!r} (allowed: {', '.join(QUANTIZE_CHOICES)})")
-    if fmt != "onnx":
-        raise AnasError(f"--quantize goes with --to onnx, not --to {fmt}")
 
 
 def quantization_metadata(calib_images: int) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 it to ONNX (optionally quantized to int8), TorchScript or a plain PyTorch file, and check
 the file against PyTorch.
 
-``export_subnet(run_path, arch_spec, fmt, out, config)`` does all of it and returns an
-``ExportResult``. The file is verified *before* it is renamed into place: an export whose
+``export_subnet(options)`` does all of it and returns an ``ExportResult``; the formats are
+plug-ins (:mod:`anas.export.formats`). The file is verified *before* it is renamed into place: an export whose
 outputs differ from the PyTorch subnet never replaces anything at ``out``. Without a run,
 the latest under ``./runs`` is taken; without ``--arch``, that run's latest search result
 (``search-*/best.json``), else its largest subnet.
@@ -16,83 +16,55 @@ verification images; its accuracy, size and latency are reported next to the fp3
 
 from __future__ import annotations
 
-import importlib.util
-import math
 import os
 import re
-import tempfile
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from anas import __version__
-from anas.checks import check_at_least, check_calib_batches
-from anas.device import resolve_device
 from anas.errors import AnasError, AnasWarning, OutputError
-from anas.evaluate.trained import TrainedRun, load_trained_run
-from anas.export import onnx, pt, torchscript
+from anas.evaluate.trained import CalibrationOption, TrainedRun, TrainedRunOptions, load_trained_run
 from anas.export import quantize as quantization
-from anas.export.io import INPUT_NAME, OUTPUT_NAME, Forward
+from anas.export.formats import EXPORT_FORMATS, ExportFailed, ExportJob, Verification
+from anas.export.interface import INPUT_NAME, OUTPUT_NAME
 from anas.io import atomic_write
-from anas.nn.evaluate import at_resolution, recalibrate_subnet
+from anas.nn.accuracy import at_resolution, recalibrate_subnet
 from anas.nn.static import StaticNet
+from anas.options import HostsPlugins, option
+from anas.runtime.device import DeviceOption
+from anas.runtime.rundir import latest_checkpointed_run
 from anas.space.arch import Arch, parse_arch
 from anas.space.cost import arch_costs
 from anas.space.schema import space_to_dict
-from anas.train.rundir import latest_checkpointed_run
+
+VERIFY_IMAGES = 32  # validation images of the comparison with PyTorch (differs from EXPORT_BATCH)
 
 
-@dataclass(frozen=True)
-class Format:
-    extension: str
-    write: Callable[[StaticNet, Path, dict[str, Any], int | None], None]  # (net, path, metadata, opset)
-    load: Callable[[Path], Forward]
+@dataclass(frozen=True, kw_only=True)
+class ExportOptions(TrainedRunOptions, CalibrationOption, DeviceOption, HostsPlugins):
+    """Every option of ``anas export``, and those of the format it writes. ``--device`` is
+    where the run is loaded and BN recalibrated: files are exported on the CPU."""
 
+    arch: str | None = option(None, "Subnet: JSON file (e.g. a search's best.json), JSON string, min, max, random, "
+                                    "or a model name.", short="-a",
+                              default_text="the run's latest search-*/best.json, else max")
+    to: str = option(help="Format.", short="-t", choices=EXPORT_FORMATS)
+    out: str | None = option(None, "Output file.", short="-o",
+                             default_text="RUN/exports/<name>.<extension>, <name>-int8.onnx with --quantize int8")
+    calibrate: bool = option(True, "Re-estimate the BN statistics on training batches (--no-calibrate: keep the "
+                                   "supernet's).")
+    verify: bool = option(True, "Load the file back and compare it with PyTorch on validation images.")
+    tolerance: float = option(1e-4, "Largest allowed absolute difference of the logits in the verification (not "
+                                    "with --quantize).", min=0)
+    plugins: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
-FORMATS = {
-    "onnx": Format("onnx", lambda net, path, metadata, opset: onnx.write_onnx(net, path, metadata, opset), onnx.load_onnx),
-    "torchscript": Format("ts", lambda net, path, metadata, opset: torchscript.write_torchscript(net, path, metadata),
-                          torchscript.load_torchscript),
-    "pt": Format("pt", lambda net, path, metadata, opset: pt.write_pt(net, path, metadata), pt.load_subnet),
-}
-
-
-def load_exported(fmt: str, path: Path) -> Forward:
-    """The exported file as a function from a batch of images to logits, on the CPU."""
-    return FORMATS[fmt].load(path)
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    calibrate: bool = True  # re-estimate BN statistics before exporting
-    calib_batches: int | None = None  # training batches for that (None: the run's calib_batches)
-    opset: int | None = None  # ONNX only (None: onnx.DEFAULT_OPSET)
-    device: str = "cpu"  # where the run is loaded and BN recalibrated; exports are always CPU
-    data_dir: str | None = None  # replaces the run's data folder (calibration and verification images)
-    verify: bool = True  # load the file back and compare it with PyTorch
-    verify_images: int = 32  # validation images of the comparison (differs from EXPORT_BATCH)
-    tolerance: float = 1e-4  # largest allowed absolute difference of the logits (not for int8)
-    quantize: str | None = None  # "int8": static int8 quantization of the ONNX file (onnx only)
-    quant_images: int = quantization.CALIB_IMAGES  # training images that calibrate the int8 ranges
-
-
-@dataclass(frozen=True)
-class Verification:
-    max_abs_diff: float
-    top1_agree: bool  # every image has the same top-1 class
-    images: int
-    tolerance: float | None  # None: the logits are not checked (int8)
-    top1_agreement: float = 1.0  # the fraction of images with the same top-1 class
-    min_agreement: float | None = None  # the least top1_agreement accepted (int8); None: any
-
-    @property
-    def ok(self) -> bool:
-        return ((self.tolerance is None or self.max_abs_diff <= self.tolerance)
-                and (self.min_agreement is None or self.top1_agreement >= self.min_agreement))
+    def __post_init__(self) -> None:
+        if not self.calibrate and self.calib_batches is not None:
+            raise AnasError("--calib-batches and --no-calibrate exclude each other")
 
 
 @dataclass(frozen=True)
@@ -104,14 +76,14 @@ class ExportResult:
     params_m: float
     calib_batches: int  # 0: BN statistics kept as the supernet had them
     opset: int | None
-    verification: Verification | None  # None with verify=False
+    verification: Verification | None  # None with --no-verify
     written: bool  # False when the verification failed: nothing was put at `path`
     run: str = ""  # the run folder exported from
     arch_spec: str = ""  # the --arch it was given (or the default taken)
     chosen: tuple[str, ...] = ()  # what was taken by default: "run", "arch"
-    quantize: str | None = None  # "int8" for a quantized ONNX file
+    quantize: str | None = None  # the format's variant: "int8" for a quantized ONNX file
     int8: quantization.Int8Report | None = None  # sizes, and with verification accuracy and latency
-    failure: str | None = None  # why the int8 file could not be made or loaded (nothing written)
+    failure: str | None = None  # why the file could not be made or loaded (nothing written)
 
     @property
     def ok(self) -> bool:
@@ -169,31 +141,10 @@ class ExportResult:
 class _VerificationFailed(Exception):
     """Raised inside the atomic write so that the checked file is not renamed into place."""
 
-    def __init__(self, verification: Verification):
-        super().__init__("verification failed")
-        self.verification = verification
-
 
 # ----------------------------------------------------------------------------------------
-# Options and output paths
+# Output paths
 # ----------------------------------------------------------------------------------------
-
-
-def check_options(fmt: str, config: ExportConfig) -> None:
-    """Refuse bad options before any work is done."""
-    if fmt not in FORMATS:
-        raise AnasError(f"unknown export format {fmt!r} (formats: {', '.join(FORMATS)})")
-    if config.opset is not None:
-        if fmt != "onnx":
-            raise AnasError("--opset goes with --to onnx")
-        onnx.check_opset(config.opset)
-    if fmt == "onnx" and importlib.util.find_spec("onnxscript") is None:
-        raise AnasError("ONNX export needs the onnxscript package: pip install onnxscript")
-    quantization.check_quantize(fmt, config.quantize)
-    check_calib_batches(config.calib_batches)
-    check_at_least(config.verify_images, 1, "verify_images")
-    check_at_least(config.quant_images, 1, "quant_images")
-    resolve_device(config.device)
 
 
 def latest_search_result(run_path: str | Path) -> Path | None:
@@ -202,7 +153,7 @@ def latest_search_result(run_path: str | Path) -> Path | None:
     return max(Path(run_path).glob("search-*/best.json"), key=lambda path: path.stat().st_mtime, default=None)
 
 
-def default_output(run_path: str | Path, arch_spec: str, fmt: str, quantized: str | None = None) -> Path:
+def default_output(run_path: str | Path, arch_spec: str, extension: str, variant: str | None = None) -> Path:
     """``RUN_DIR/exports/<name>.<ext>``: name is the spec when it is one word (``max``,
     ``a0``), the file's stem when it names a file, else ``subnet``; a quantized export
     adds ``-int8`` to the name (``max-int8.onnx``)."""
@@ -213,9 +164,9 @@ def default_output(run_path: str | Path, arch_spec: str, fmt: str, quantized: st
         name = spec.lower()
     else:
         name = "subnet"
-    if quantized is not None:
-        name = f"{name}-{quantized}"
-    return Path(run_path) / "exports" / f"{name}.{FORMATS[fmt].extension}"
+    if variant is not None:
+        name = f"{name}-{variant}"
+    return Path(run_path) / "exports" / f"{name}.{extension}"
 
 
 def check_output(path: Path) -> None:
@@ -288,97 +239,57 @@ def export_metadata(run: TrainedRun, arch: Arch, calib_batches: int) -> dict[str
 
 
 # ----------------------------------------------------------------------------------------
-# Verification and the whole export
+# The whole export
 # ----------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def verify(exported: Forward, reference: StaticNet, images: torch.Tensor, tolerance: float | None = 1e-4,
-           min_agreement: float | None = None) -> Verification:
-    """Largest absolute difference of the logits and top-1 agreement of the exported model
-    and the PyTorch subnet on ``images``; it passes when the difference is at most
-    ``tolerance`` and the fraction of images that agree at least ``min_agreement`` (None:
-    that check is off)."""
-    expected = reference(images).float()
-    got = torch.as_tensor(exported(images)).float()
-    if got.shape != expected.shape:
-        raise AnasError(f"the exported model gives logits of shape {tuple(got.shape)}, expected {tuple(expected.shape)}")
-    diff = float((got - expected).abs().max())
-    same = got.argmax(1) == expected.argmax(1)
-    return Verification(diff if math.isfinite(diff) else float("inf"), bool(same.all()), len(images), tolerance,
-                        float(same.float().mean()), min_agreement)
-
-
-def write_int8(net: StaticNet, path: Path, metadata: dict[str, Any], opset: int, run: TrainedRun, config: ExportConfig,
-               images: torch.Tensor | None, checks: list[Verification]) -> quantization.Int8Report:
-    """Write the fp32 ONNX file to a temporary folder, quantize it into ``path`` and, with
-    verification ``images``, check it (appended to ``checks``; ``_VerificationFailed``
-    when it fails) and measure it. Returns the sizes and measurements."""
-    chunks = quantization.calibration_inputs(run.calibration_batches(), net.resolution, config.quant_images)
-    calibrated = sum(len(chunk) for chunk in chunks)
-    metadata = {**metadata, "quantization": quantization.quantization_metadata(calibrated)}
-    with tempfile.TemporaryDirectory(prefix="anas-export-") as folder:
-        fp32 = Path(folder) / "fp32.onnx"
-        onnx.write_onnx(net, fp32, metadata, opset)
-        quantization.quantize_onnx(fp32, path, chunks)
-        if images is None:
-            return quantization.Int8Report(calibrated, fp32.stat().st_size, path.stat().st_size)
-        int8 = quantization.session_forward(quantization.load_session(path))
-        checks.append(verify(int8, net, images, None, quantization.MIN_TOP1_AGREEMENT))
-        if not checks[-1].ok:
-            raise _VerificationFailed(checks[-1])
-        return quantization.measure(net, fp32, path, run.evaluation_batches("val"), images[:1], calibrated)
-
-
-def export_subnet(run_path: str | Path | None, arch_spec: str | None, fmt: str, out: str | Path | None = None,
-                  config: ExportConfig = ExportConfig()) -> ExportResult:
-    """Export ``arch_spec`` of the run in ``run_path`` as ``fmt`` to ``out`` (default:
-    ``RUN_DIR/exports/<name>.<ext>``), verified unless ``config.verify`` is False."""
-    check_options(fmt, config)
-    if out is not None:
-        check_output(Path(out))
-    chosen = []
+def export_subnet(options: ExportOptions) -> ExportResult:
+    """Export ``options.arch`` of the run ``options.run`` in the format ``options.to`` to
+    ``options.out`` (default: ``RUN_DIR/exports/<name>.<ext>``), verified unless
+    ``options.verify`` is False. The file is checked before it is renamed into place."""
+    fmt = EXPORT_FORMATS.entry(options.to).name
+    exporter, format_options = EXPORT_FORMATS.get(fmt)(), options.options_for("to")
+    if options.out is not None:
+        check_output(Path(options.out))
+    run_path, arch_spec, chosen = options.run, options.arch, []
     if run_path is None:
         run_path, chosen = latest_checkpointed_run(), ["run"]
     if arch_spec is None:
         best = latest_search_result(run_path)
         arch_spec = str(best) if best is not None else "max"
         chosen.append("arch")
-    run = load_trained_run(run_path, config.device, config.data_dir)
+    run = load_trained_run(run_path, options.device, options.data_dir)
     if run.label_free:
         warnings.warn(f"run {run_path} was trained without labels (--objective {run.config.objective}): the exported "
                       f"classifier is untrained; fine-tune first (anas train --init {run_path})", AnasWarning,
                       stacklevel=2)
     arch = parse_arch(run.space, arch_spec)
-    path = Path(out) if out is not None else default_output(run_path, arch_spec, fmt, config.quantize)
+    variant = exporter.variant(format_options)
+    path = Path(options.out) if options.out is not None else default_output(run_path, arch_spec, exporter.extension,
+                                                                             variant)
     check_output(path)
 
-    calib = (config.calib_batches or run.config.calib_batches) if config.calibrate else None
+    calib = (options.calib_batches or run.config.calib_batches) if options.calibrate else None
     net = prepare_subnet(run, arch, calib)
-    metadata = export_metadata(run, arch, calib or 0)
-    opset = (config.opset or onnx.DEFAULT_OPSET) if fmt == "onnx" else None
-    images = validation_images(run, arch.resolution, config.verify_images) if config.verify else None
-    checks: list[Verification] = []
-    reports: list[quantization.Int8Report] = []
+    images = validation_images(run, arch.resolution, VERIFY_IMAGES) if options.verify else None
+    job = ExportJob(net, export_metadata(run, arch, calib or 0), format_options, images, options.tolerance,
+                    run.calibration_batches, lambda: run.evaluation_batches("val"))
+    outcomes = []
 
     def write(tmp: Path) -> None:
-        if config.quantize is not None:
-            reports.append(write_int8(net, tmp, metadata, opset, run, config, images, checks))
-            return
-        FORMATS[fmt].write(net, tmp, metadata, opset)
-        if images is not None:
-            checks.append(verify(load_exported(fmt, tmp), net, images, config.tolerance))
-            if not checks[-1].ok:
-                raise _VerificationFailed(checks[-1])
+        outcomes.append(exporter.export(job, tmp))
+        if outcomes[-1].verification is not None and not outcomes[-1].verification.ok:
+            raise _VerificationFailed
 
     written, failure = True, None
     try:
         atomic_write(path, write)
     except _VerificationFailed:
         written = False
-    except quantization.Int8Error as exc:
+    except ExportFailed as exc:
         written, failure = False, str(exc)
     mflops, params_m = arch_costs(run.space, arch, run.num_classes)
-    return ExportResult(path, fmt, arch, mflops, params_m, calib or 0, opset, checks[-1] if checks else None,
-                        written, str(run_path), arch_spec, tuple(chosen), config.quantize,
-                        reports[-1] if reports else None, failure)
+    outcome = outcomes[-1] if outcomes else None
+    return ExportResult(path, fmt, arch, mflops, params_m, calib or 0, exporter.opset(format_options),
+                        outcome.verification if outcome else None, written, str(run_path), arch_spec, tuple(chosen),
+                        variant, outcome.report if outcome else None, failure)

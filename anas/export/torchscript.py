@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from anas.export.io import Forward, example_input
+from anas.export.formats import ExportFormat, register_export_format
+from anas.export.interface import Forward, example_input
 from anas.io import json_text
 from anas.nn.static import StaticNet
 
@@ -33,3 +34,14 @@ def write_torchscript(net: StaticNet, path: Path, metadata: dict[str, Any]) -> N
 def load_torchscript(path: Path) -> Forward:
     with quiet_torch():
         return torch.jit.load(str(path), map_location="cpu")
+
+
+@register_export_format("torchscript")
+class TorchScriptFormat(ExportFormat):
+    extension = "ts"
+
+    def write(self, net: StaticNet, path: Path, metadata: dict[str, Any], options: Any) -> None:
+        write_torchscript(net, path, metadata)
+
+    def load(self, path: Path) -> Forward:
+        return load_torchscript(path)

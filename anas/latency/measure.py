@@ -20,14 +20,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from anas.device import resolve_device
 from anas.errors import AnasError, one_line
 from anas.nn.static import StaticNet
+from anas.runtime.device import resolve_device
 from anas.space.arch import Arch
-from anas.space.space import SearchSpace
+from anas.space.search_space import SearchSpace
 
 ORT_CPU = "ort-cpu"
-LATENCY_DEVICES_TEXT = "cpu, cuda[:N] or ort-cpu (onnxruntime on the CPU)"
+LATENCY_DEVICES_TEXT = "auto, cpu, cuda[:N] or ort-cpu (onnxruntime on the CPU)"
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,14 @@ def check_latency_device(device: str) -> None:
     """Refuse a name that is no latency device, without looking at the machine."""
     if device != ORT_CPU and not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
         raise AnasError(f"unknown --device {device!r} for latency: use {LATENCY_DEVICES_TEXT}")
+
+
+def latency_device(device: str) -> str:
+    """The latency device ``--device`` names; ``auto``: CUDA when present, else the CPU."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    check_latency_device(device)
+    return device
 
 
 def torch_device_of(device: str) -> torch.device:

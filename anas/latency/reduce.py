@@ -13,15 +13,33 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from anas.checks import check_at_least
 from anas.errors import AnasError
-from anas.latency.table import LatencyModel, LatencyTable, Layer, stage_layers
+from anas.latency.lookup_table import LatencyModel, LatencyTable, Layer, read_latency_table, stage_layers
+from anas.options import option
 from anas.space.arch import ArchBatch, arch_from_dict, largest_arch, smallest_arch
-from anas.space.schema import space_from_dict, space_to_dict
-from anas.space.space import SearchSpace, Stage
+from anas.space.schema import load_space, space_from_dict, space_to_dict, write_space
+from anas.space.search_space import SearchSpace, Stage
+
+
+def check_ratio(ratio: float, flag: str = "--ratio") -> None:
+    check_at_least(ratio, 1.0, flag, " (1 keeps only choices no slower than their stage's median)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReduceOptions:
+    """Every option of ``anas space reduce``."""
+
+    latency_table: str = option(help="Latency table of the device (anas latency-table).")
+    space: str | None = option(None, "Space to reduce.", short="-s", default_text="the table's")
+    ratio: float = option(1.5, "Drop a choice whose ms per MFLOP is more than this many times its stage's median.",
+                          check=check_ratio)
+    name: str | None = option(None, "Name of the new space.", default_text="SPACE-DEVICE")
+    out: str | None = option(None, "YAML file to write.", short="-o", default_text="NAME.yaml")
 
 REDUCIBLE = {"kernel_size": "kernel_sizes", "expand_ratio": "expand_ratios", "width": "widths"}
 """The per-stage settings a reduction may narrow, and their ``Stage`` fields."""
@@ -80,7 +98,7 @@ def stage_choices(table: LatencyTable, space: SearchSpace, ratio: float) -> list
 def reduce_space(table: LatencyTable, space: SearchSpace, ratio: float = 1.5, name: str | None = None) -> Reduction:
     """``space`` without the choices that ``table``'s device runs more than ``ratio``
     times slower per MFLOP than its stage's median block."""
-    check_at_least(ratio, 1.0, "--ratio", " (1 keeps only choices no slower than their stage's median)")
+    check_ratio(ratio)
     model = LatencyModel(table, space, source="the latency table")  # refuses a table without the space's layers
     choices = stage_choices(table, space, ratio)
     stages = []
@@ -115,3 +133,20 @@ def latency_range(model: LatencyModel, space: SearchSpace) -> tuple[float, float
     low, high = model.predict(ArchBatch.from_archs([smallest_arch(space), largest_arch(space)]))
     return float(low), float(high)
 
+
+
+@dataclass(frozen=True)
+class WrittenReduction:
+    reduction: Reduction
+    source: SearchSpace
+    table: LatencyTable
+    path: Path
+
+
+def reduce_to_file(options: ReduceOptions) -> WrittenReduction:
+    """What ``anas space reduce`` does: reduce the space for the table's device and write it."""
+    table = read_latency_table(options.latency_table)
+    source = load_space(options.space) if options.space is not None else table.space
+    reduction = reduce_space(table, source, options.ratio, options.name)
+    path = write_space(reduction.space, Path(options.out or f"{reduction.space.name}.yaml"))
+    return WrittenReduction(reduction, source, table, path)

@@ -24,7 +24,7 @@ import torch
 
 from anas.nn.supernet import Supernet, op_choices
 from anas.space.arch import LIST_SETTINGS, ArchBatch
-from anas.space.space import SearchSpace
+from anas.space.search_space import SearchSpace
 
 REDUCTIONS = ("sum", "mean")
 SHARED_BN_WARNING = ("the supernet shares each block's BN between its operations (no --private-bn): the BN "

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from anas.errors import DataError
-from anas.nn.evaluate import EvalResult, at_resolution, recalibrated_subnet
+from anas.nn.accuracy import EvalResult, at_resolution, recalibrated_subnet
 from anas.space.arch import Arch
 
 PROBE_MAX_ITER = 1000  # L-BFGS iterations of the logistic regression

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anas.space.arch import Arch
-from anas.space.space import SearchSpace, hidden_width, se_width
+from anas.space.search_space import SearchSpace, hidden_width, se_width
 
 
 def make_activation(name: str) -> nn.Module:

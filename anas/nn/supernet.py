@@ -33,7 +33,7 @@ from anas.nn.static import (
     resize,
 )
 from anas.space.arch import Arch, largest_arch
-from anas.space.space import SearchSpace, hidden_width, se_width
+from anas.space.search_space import SearchSpace, hidden_width, se_width
 
 
 def crop(tensor: torch.Tensor, *sizes: int) -> torch.Tensor:

@@ -7,8 +7,8 @@ import numpy as np
 
 from anas.space.arch import ArchBatch
 from anas.space.cost import batch_costs
-from anas.space.space import SearchSpace
-from anas.space.table import setting_columns
+from anas.space.search_space import SearchSpace
+from anas.space.table_format import setting_columns
 
 DERIVED_FEATURES = ("mflops", "log_mflops", "params_m", "total_depth")
 

@@ -14,13 +14,13 @@ from anas.io import json_safe
 from anas.plots import new_figure, save_png
 from anas.predict.explain import write_explanation
 from anas.predict.folder import save_predictor
-from anas.predict.kinds import PREDICTOR_KINDS, Predictor, PredictorConfig
-from anas.predict.kinds.base import ACCURACY_LABEL
+from anas.predict.kinds import PREDICTOR_KINDS, Predictor
+from anas.predict.kinds.predictor_kind import ACCURACY_LABEL
 from anas.predict.metrics import rank_metrics, split_indices
 from anas.predict.records import merge_duplicates
 from anas.space.cost import batch_costs
-from anas.space.space import SearchSpace
-from anas.space.table import frame_to_archs
+from anas.space.search_space import SearchSpace
+from anas.space.table_format import frame_to_archs
 
 
 @dataclass
@@ -45,10 +45,11 @@ class FitReport:
 
 def fit_and_report(space: SearchSpace, records: pd.DataFrame, out: str | Path, *, kind: str = "lightgbm",
                    num_classes: int | None = None, test_records: pd.DataFrame | None = None,
-                   test_fraction: float = 0.2, config: PredictorConfig = PredictorConfig(),
+                   test_fraction: float = 0.2, options: Any = None, seed: int = 0,
                    plot: bool = True, target: str = "acc1", explain: bool = False) -> FitReport:
-    """Fit a predictor of ``kind`` of the ``target`` column on ``records`` (all of them
-    when ``test_records`` is given, else a seeded ``1 - test_fraction`` share), measure it
+    """Fit a predictor of ``kind`` (with the kind's ``options``; None: its defaults) of the
+    ``target`` column on ``records`` (all of them when ``test_records`` is given, else a
+    ``1 - test_fraction`` share drawn with ``seed``, which the fit also takes), measure it
     on the held-out records, write the predictor folder ``out``, its scatter plot and,
     with ``explain``, what the predictor says about the space (``anas.predict.explain``)."""
     predictor_kind = PREDICTOR_KINDS.get(kind)
@@ -64,10 +65,10 @@ def fit_and_report(space: SearchSpace, records: pd.DataFrame, out: str | Path, *
         train_batch, train_acc = batch, measured
         test_batch, test_acc = frame_to_archs(space, test_records), test_records[target].to_numpy(dtype=float)
     else:
-        train_idx, test_idx = split_indices(len(records), test_fraction, config.seed)
+        train_idx, test_idx = split_indices(len(records), test_fraction, seed)
         train_batch, train_acc = batch.take(train_idx), measured[train_idx]
         test_batch, test_acc = batch.take(test_idx), measured[test_idx]
-    predictor = predictor_kind.fit(space, train_batch, train_acc, config, num_classes)
+    predictor = predictor_kind.fit(space, train_batch, train_acc, options, num_classes, seed)
     predicted = predictor.predict(test_batch)
     metrics = rank_metrics(test_acc, predicted)
     n_records = len(train_acc) + len(test_acc)  # every record used, fitted or held out

@@ -16,8 +16,8 @@ from anas.checks import plain
 from anas.errors import TableError
 from anas.space.arch import Arch, ArchBatch
 from anas.space.cost import batch_costs
-from anas.space.space import SearchSpace
-from anas.space.table import archs_to_frame, frame_to_archs, read_table, setting_columns, subnet_keys
+from anas.space.search_space import SearchSpace
+from anas.space.table_format import archs_to_frame, frame_to_archs, read_table, setting_columns, subnet_keys
 
 RESULT_COLUMNS = ("acc1", "acc5", "loss")
 

@@ -13,12 +13,12 @@ import pandas as pd
 from anas.evaluate.trained import TrainedRun
 from anas.io import atomic_write_json
 from anas.plots import new_figure, save_png
-from anas.predict.kinds.base import ACCURACY_LABEL
+from anas.predict.kinds.predictor_kind import ACCURACY_LABEL
 from anas.progress import progress_bars
 from anas.search.problem import Band, Evaluated, Genome
 from anas.space.arch import Arch
-from anas.space.space import SearchSpace
-from anas.space.table import archs_to_frame, write_table
+from anas.space.search_space import SearchSpace
+from anas.space.table_format import archs_to_frame, write_table
 
 
 def pareto_mask(objectives: np.ndarray) -> np.ndarray:

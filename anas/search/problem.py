@@ -19,7 +19,7 @@ from anas.predict.kinds import Predictor
 from anas.progress import Bar
 from anas.space.arch import Arch, ArchBatch, largest_arch, sample_archs, sample_archs_by_size, smallest_arch
 from anas.space.cost import batch_costs, index_costs
-from anas.space.space import SearchSpace
+from anas.space.search_space import SearchSpace
 
 _BAND = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*-\s*(\d+(?:\.\d*)?)\s*$")
 

@@ -12,47 +12,44 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from anas.checks import check_at_least, check_at_most, check_calib_batches, check_seed
+from anas.checks import check_at_least, check_at_most, check_seed
 from anas.errors import AnasError
-from anas.evaluate.trained import TrainedRun, load_trained_run
-from anas.latency.measure import (
-    ORT_CPU,
-    LatencyCache,
-    LatencyConfig,
-    check_latency_device,
-    subnet_latency,
-    torch_device_of,
-)
-from anas.latency.table import LatencyTable, check_table_matches, read_latency_table, table_model
+from anas.evaluate.trained import CalibrationOption, TrainedRun, TrainedRunOptions, load_trained_run
+from anas.latency.lookup_table import LatencyTable, check_table_matches, read_latency_table, table_model
+from anas.latency.measure import ORT_CPU, LatencyCache, LatencyConfig, latency_device, subnet_latency, torch_device_of
+from anas.options import HostsPlugins, option, to_values
 from anas.predict.folder import SIDECAR, has_predictor, load_predictor
 from anas.predict.kinds import Predictor
 from anas.progress import progress_bars
+from anas.runtime.device import DeviceOption
+from anas.runtime.rundir import RunDir, latest_checkpointed_run, latest_run
 from anas.search.outputs import SearchResult, choose_best, pareto_mask, verify_front, write_outputs
 from anas.search.problem import SearchProblem, parse_band
 from anas.search.strategies import STRATEGIES
 from anas.space.arch import Arch, ArchBatch
 from anas.space.distribution import SubnetDistribution
-from anas.train.rundir import RunDir, latest_checkpointed_run, latest_run
 
 MIN_BUDGET = 8
 MAX_BUDGET = 100_000_000  # about an hour of predictor calls; each keeps a row of the archive in memory
 
 
-def check_budget(budget: int) -> None:
-    check_at_least(budget, MIN_BUDGET, "--budget", " predictor calls")
-    check_at_most(budget, MAX_BUDGET, "--budget")
+def check_budget(budget: int, flag: str = "--budget") -> None:
+    check_at_least(budget, MIN_BUDGET, flag, " predictor calls")
+    check_at_most(budget, MAX_BUDGET, flag)
 
 
-def search(problem: SearchProblem, strategy: str = "nsga2", budget: int = 5632, seed: int = 0) -> SearchResult:
-    """Run ``strategy`` for ``budget`` predictor calls; the feasible Pareto front of
-    everything it scored, best predicted first."""
-    run_strategy = STRATEGIES.get(strategy)
+def search(problem: SearchProblem, strategy: str = "nsga2", budget: int = 5632, seed: int = 0,
+           options: Any = None) -> SearchResult:
+    """Run ``strategy`` for ``budget`` predictor calls (with its ``options``: None, its
+    defaults); the feasible Pareto front of everything it scored, best predicted first."""
+    entry = STRATEGIES.entry(strategy)
     check_budget(budget)
     start = time.perf_counter()
-    learned = run_strategy(problem, budget, seed)
+    learned = entry.plugin(problem, budget, seed, **to_values(options or entry.options()))
     seconds = time.perf_counter() - start
     archive = problem.archive()
     feasible = np.flatnonzero(archive.feasible) if len(archive.genes) else np.empty(0, dtype=np.int64)
@@ -65,31 +62,37 @@ def search(problem: SearchProblem, strategy: str = "nsga2", budget: int = 5632, 
         objectives.append(archive.latency_ms[feasible])
     front = feasible[pareto_mask(np.stack(objectives, axis=1))]
     front = front[np.argsort(-archive.pred_acc1[front], kind="stable")]
-    return SearchResult(problem.space, STRATEGIES.name_of(run_strategy), problem.genome, archive, front,
+    return SearchResult(problem.space, entry.name, problem.genome, archive, front,
                         int(front[0]), problem.calls, seconds, problem.predictor.score_label,
                         learned.to_dict() if isinstance(learned, SubnetDistribution) else None)
 
 
-@dataclass(frozen=True)
-class SearchOptions:
-    flops: str  # MFLOPs band, "LO-HI"
-    predictor: str | None = None  # predictor folder (None: the latest under ./runs)
-    params: str | None = None  # params band in millions
-    latency: str | None = None  # latency band in ms: a bound and a third objective
-    latency_predictor: str | None = None  # a latency model (predict-fit --target latency_ms) instead of timing
-    latency_table: str | None = None  # a latency table (anas latency-table) instead of timing
-    device: str | None = None  # where latency is measured and --verify evaluates (None: cpu, or the table's)
-    latency_batch: int | None = None  # None: 1, or the table's
-    latency_runs: int = 10
-    strategy: str = "nsga2"
-    budget: int = 5632  # 512 + 20 x 256: the published search
-    seed: int = 0
-    out: str | None = None  # default: PREDICTOR/search-LO-HI
-    run: str | None = None  # run folder for --verify (None: the predictor's folder, else the latest run)
-    verify: int = 0  # evaluate the K best front members for real
-    calib_batches: int | None = None
-    data_dir: str | None = None  # replaces the --verify run's data folder
-    progress: bool = False
+@dataclass(frozen=True, kw_only=True)
+class SearchOptions(TrainedRunOptions, CalibrationOption, DeviceOption, HostsPlugins):
+    """Every option of ``anas search``, and those of the strategy it runs. ``--run`` is the
+    run that ``--verify`` evaluates with (by default the predictor's folder when it holds
+    a checkpoint, else the latest run); ``--device`` is where latency is timed (with
+    ``--latency-table``: the table's) and ``--verify`` evaluates."""
+
+    flops: str = option(help="MFLOPs band LO-HI, e.g. 400-600.")
+    predictor: str | None = option(None, "Predictor folder of anas predict-fit; it gives the space.",
+                                   default_text="the latest under ./runs")
+    params: str | None = option(None, "Parameter band in millions, LO-HI.")
+    latency: str | None = option(None, "Latency band in ms, LO-HI: a bound and a third objective.")
+    latency_predictor: str | None = option(None, "Latency model (anas predict-fit --target latency_ms) that stands in "
+                                                 "for timing each subnet under --latency.")
+    latency_table: str | None = option(None, "Latency table (anas latency-table) that predicts each subnet's latency "
+                                             "under --latency; --verify times the verified ones.")
+    latency_batch: int | None = option(None, "Batch size for --latency.", default_text="1, or the latency table's",
+                                       min=1)
+    latency_runs: int = option(10, "Timed runs per subnet for --latency (median).", min=1)
+    strategy: str = option("nsga2", "Search strategy.", choices=STRATEGIES)
+    budget: int = option(5632, "Predictor calls (subnets scored); 5632 = 512 + 20 x 256, the published search.",
+                         check=check_budget)
+    seed: int = option(0, "Seed of the search.", check=check_seed)
+    out: str | None = option(None, "Output folder.", short="-o", default_text="PREDICTOR/search-LO-HI")
+    verify: int = option(0, "Evaluate the K best front members for real (BN recalibrated).", min=0)
+    plugins: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -107,20 +110,16 @@ def latest_predictor_folder() -> Path:
                       "a predictor", "anas predict-fit")
 
 
-def search_subnets(options: SearchOptions) -> SearchReport:
+def search_subnets(options: SearchOptions, progress: bool = False) -> SearchReport:
     """Everything ``anas search`` does; every option is checked before the search runs."""
     band = parse_band(options.flops, "--flops")
     params_band = parse_band(options.params, "--params") if options.params else None
     latency_band = parse_band(options.latency, "--latency") if options.latency else None
-    for option, value in (("--latency-predictor", options.latency_predictor), ("--latency-table", options.latency_table)):
+    for flag, value in (("--latency-predictor", options.latency_predictor), ("--latency-table", options.latency_table)):
         if value is not None and latency_band is None:
-            raise AnasError(f"{option} goes with --latency LO-HI (the band it is checked against)")
+            raise AnasError(f"{flag} goes with --latency LO-HI (the band it is checked against)")
     if options.latency_predictor is not None and options.latency_table is not None:
         raise AnasError("--latency-predictor and --latency-table both predict latency: give one")
-    STRATEGIES.resolve(options.strategy)
-    check_budget(options.budget)
-    check_calib_batches(options.calib_batches)
-    check_seed(options.seed)
     table = read_latency_table(options.latency_table) if options.latency_table is not None else None
     timing = latency_config(options, table)
     device = torch_device_of(timing.device)
@@ -140,12 +139,12 @@ def search_subnets(options: SearchOptions) -> SearchReport:
     measure = latency_measure(options, predictor, timing, table) if latency_band is not None else None
     problem = SearchProblem(space, predictor, band, params_band, latency_band, latency_band is not None, measure,
                             predictor.num_classes)
-    with progress_bars(options.progress) as bars:
+    with progress_bars(progress) as bars:
         problem.progress = bars.add(f"searching {band} MFLOPs ({options.strategy})", options.budget)
-        result = search(problem, options.strategy, options.budget, options.seed)
-    measured = (verify_front(result, trained, options.verify, options.calib_batches, options.progress)
+        result = search(problem, options.strategy, options.budget, options.seed, options.options_for("strategy"))
+    measured = (verify_front(result, trained, options.verify, options.calib_batches, progress)
                 if options.verify else {})
-    measured_latency = (time_verified(result, measured, timing, predictor.num_classes, options.progress)
+    measured_latency = (time_verified(result, measured, timing, predictor.num_classes, progress)
                         if measured and latency_predicted(options) else {})
     best = choose_best(result, measured)
     folder = Path(options.out) if options.out else predictor_folder / f"search-{band}"
@@ -165,13 +164,13 @@ def latency_config(options: SearchOptions, table: LatencyTable | None = None) ->
     """How subnets are timed: ``--device`` and ``--latency-batch``, which default to the
     latency ``table``'s (whose threads onnxruntime also takes); a table of another device
     or batch than the ones given is refused."""
-    device, batch, threads = options.device, options.latency_batch, None
-    if table is not None:
-        check_table_matches(table, options.latency_table, device, batch)
-        device, batch, threads = table.config.device, table.config.batch, table.config.threads
-    device = device or "cpu"
-    check_latency_device(device)
-    return LatencyConfig(device, batch or 1, 3, options.latency_runs, threads if device == ORT_CPU else None)
+    if table is None:
+        return LatencyConfig(latency_device(options.device), options.latency_batch or 1, 3, options.latency_runs)
+    check_table_matches(table, options.latency_table, None if options.device == "auto" else options.device,
+                        options.latency_batch)
+    config = table.config
+    return LatencyConfig(config.device, config.batch, 3, options.latency_runs,
+                         config.threads if config.device == ORT_CPU else None)
 
 
 def latency_measure(options: SearchOptions, predictor: Predictor, timing: LatencyConfig,

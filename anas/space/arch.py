@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from anas.errors import ArchError
-from anas.space.space import SearchSpace
+from anas.space.search_space import SearchSpace
 
 LIST_SETTINGS = ("width", "depth", "kernel_size", "expand_ratio")
 SETTINGS = ("resolution", *LIST_SETTINGS)

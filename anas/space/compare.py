@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from anas.space.space import SearchSpace
+from anas.space.search_space import SearchSpace
 
 STAGE_SETTINGS = ("widths", "depths", "kernel_sizes", "expand_ratios", "se", "activation", "stride")
 

@@ -17,7 +17,7 @@ from functools import lru_cache
 import numpy as np
 
 from anas.space.arch import Arch, ArchBatch, largest_arch, smallest_arch
-from anas.space.space import SearchSpace, downsample, hidden_width, se_width
+from anas.space.search_space import SearchSpace, downsample, hidden_width, se_width
 
 
 @dataclass(frozen=True)

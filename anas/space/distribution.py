@@ -30,7 +30,7 @@ import numpy as np
 
 from anas.errors import AnasError
 from anas.space.arch import LIST_SETTINGS
-from anas.space.space import SearchSpace
+from anas.space.search_space import SearchSpace
 
 FORMAT = "anas-distribution-1"
 

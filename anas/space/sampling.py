@@ -15,7 +15,7 @@ from anas.space.arch import (
     smallest_arch,
 )
 from anas.space.cost import batch_costs
-from anas.space.space import SearchSpace
+from anas.space.search_space import SearchSpace
 
 
 def spread_sample(space: SearchSpace, n: int, seed: int = 0, num_classes: int | None = None) -> list[Arch]:

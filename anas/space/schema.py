@@ -14,7 +14,7 @@ from anas.errors import ArchError, SpaceError
 from anas.io import atomic_write_text, parse_yaml
 from anas.space.arch import arch_from_dict
 from anas.space.cost import check_cost_range
-from anas.space.space import ACTIVATIONS, FirstConv, Head, SearchSpace, Stage
+from anas.space.search_space import ACTIVATIONS, FirstConv, Head, SearchSpace, Stage
 
 
 def builtin_space_names() -> list[str]:

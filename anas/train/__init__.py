@@ -1,4 +1,7 @@
-"""Stage one, supernet training: the configuration (``config``), data (``data``), the run
-folder (``rundir``), samplers, estimators and regularizers found by name, the sandwich
-step (``step``) and the loop around it (``loop``). Later stages read ``config``, ``data``
-and ``rundir`` without loading the training loop."""
+"""Stage one, supernet training: the run's configuration (``config``), the plug-ins found by
+name (``registries``: samplers, estimators, objectives, regularizers, teachers), the
+sandwich step (``step``) and the loop around it (``loop``). Importing the package
+registers the built-in plug-ins; later stages read ``config`` without loading the
+training loop."""
+
+from anas.train import estimators, objectives, regularizers, samplers  # noqa: F401  (register the built-ins)

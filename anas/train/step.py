@@ -20,10 +20,10 @@ import torch.nn.functional as F
 
 from anas.nn.static import resize
 from anas.nn.supernet import Supernet
+from anas.runtime.distributed import DistContext, all_reduce_gradients
 from anas.space.arch import Arch
 from anas.space.sampling import differing_arch
-from anas.space.space import SearchSpace
-from anas.train.distributed import DistContext, all_reduce_gradients
+from anas.space.search_space import SearchSpace
 from anas.train.regularizers import Regularizer, StepState
 from anas.train.samplers import Sampler
 

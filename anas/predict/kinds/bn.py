@@ -9,6 +9,7 @@ hundred numbers) as JSON.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,19 @@ from anas.nn.bn_indicator import (
     table_shape,
 )
 from anas.nn.supernet import Supernet
-from anas.predict.kinds.base import Predictor, PredictorConfig, PredictorError, register_predictor_kind
+from anas.options import option
+from anas.predict.kinds.predictor_kind import Predictor, PredictorError, register_predictor_kind
 from anas.space.arch import ArchBatch
-from anas.space.space import SearchSpace
+from anas.space.search_space import SearchSpace
 
 
-@register_predictor_kind("bn")
+@dataclass(frozen=True, kw_only=True)
+class BNOptions:
+    bn_reduce: str = option("sum", "The indicator of a subnet: the sum or the mean of its blocks' indicators.",
+                            choices=REDUCTIONS)
+
+
+@register_predictor_kind("bn", options=BNOptions)
 class BNIndicatorPredictor(Predictor):
     """BN-NAS: a subnet's score is the sum (or mean) over its blocks of the mean |gamma| of
     their projection BNs."""
@@ -44,13 +52,15 @@ class BNIndicatorPredictor(Predictor):
         self.reduce = reduce
 
     @classmethod
-    def from_supernet(cls, supernet: Supernet, config: PredictorConfig, num_classes: int) -> BNIndicatorPredictor:
+    def from_supernet(cls, supernet: Supernet, options: BNOptions | None = None,
+                      num_classes: int | None = None) -> BNIndicatorPredictor:
         if not supernet.private_bn:
             warnings.warn(SHARED_BN_WARNING, AnasWarning, stacklevel=2)
-        return cls(indicator_table(supernet), config.bn_reduce, supernet.space, num_classes)
+        reduce = (options or BNOptions()).bn_reduce
+        return cls(indicator_table(supernet), reduce, supernet.space, num_classes or supernet.num_classes)
 
     @classmethod
-    def fit(cls, space, batch, acc1, config, num_classes=None) -> Predictor:
+    def fit(cls, space, batch, acc1, options=None, num_classes=None, seed=0) -> Predictor:
         raise PredictorError("the bn predictor is read from a trained supernet, not fitted on records: "
                              "use anas predict-fit --kind bn --run RUN_DIR")
 

@@ -5,12 +5,12 @@ Features, per stage: depth, width, expand ratio, kernel size, depth x expand and
 depth x kernel (continuous values, not one-hot, as FOX-NAS's regressions); then the
 resolution, the first conv's width and the head's width; a feature the space holds
 constant (one choice) is left out. The model is ridge regression
-with ``PredictorConfig.reg_lambda`` (default 1) on standardized features, fitted in
+with ``--reg-lambda`` (default 1) on standardized features, fitted in
 closed form. Ridge rather than ordinary least squares because a 64-record run of the
 ``attentive-nas`` space fits 51 records with 39 features: least squares is barely
 determined there and the collinear pairs (depth and depth x kernel) swing; a small fixed
 penalty keeps every coefficient finite and readable without a tuning loop
-(``reg_lambda 0`` gives least squares). Standard errors come from the ridge estimator's
+(``--reg-lambda 0`` gives least squares). Standard errors come from the ridge estimator's
 covariance, sigma^2 (Z'Z + lambda)^-1 Z'Z (Z'Z + lambda)^-1, with sigma^2 the residual
 variance over ``n - 1 - trace(hat)`` degrees of freedom.
 
@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from anas.predict.kinds.base import Predictor, PredictorConfig, PredictorError, register_predictor_kind
+from anas.predict.kinds.predictor_kind import PenaltyOptions, Predictor, PredictorError, register_predictor_kind
 from anas.space.arch import ArchBatch
-from anas.space.space import SearchSpace
+from anas.space.search_space import SearchSpace
 
 STAGE_FEATURES = ("depth", "width", "expand", "kernel", "depth_x_expand", "depth_x_kernel")
 
@@ -83,7 +83,7 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, penalty: float) -> tuple[np.ndarray,
     return coefficients, float(y.mean() - mean @ coefficients), covariance, variance
 
 
-@register_predictor_kind("linear")
+@register_predictor_kind("linear", options=PenaltyOptions)
 class LinearPredictor(Predictor):
     """FOX-NAS: ridge regression on stage-level features; explainable coefficient by coefficient."""
 
@@ -96,12 +96,13 @@ class LinearPredictor(Predictor):
         self.covariance, self.feature_means = covariance, feature_means
 
     @classmethod
-    def fit(cls, space: SearchSpace, batch: ArchBatch, acc1: np.ndarray, config: PredictorConfig = PredictorConfig(),
-            num_classes: int | None = None) -> LinearPredictor:
+    def fit(cls, space: SearchSpace, batch: ArchBatch, acc1: np.ndarray, options: PenaltyOptions | None = None,
+            num_classes: int | None = None, seed: int = 0) -> LinearPredictor:
+        options = options or PenaltyOptions()
         x = linear_features(space, batch)
-        coefficients, intercept, covariance, _ = fit_ridge(x, np.asarray(acc1, float), config.reg_lambda)
+        coefficients, intercept, covariance, _ = fit_ridge(x, np.asarray(acc1, float), options.reg_lambda)
         return cls(space, space.num_classes if num_classes is None else num_classes, coefficients, intercept,
-                   covariance, x.mean(axis=0), {"config": asdict(config), "n_train": len(x)})
+                   covariance, x.mean(axis=0), {"config": asdict(options), "n_train": len(x)})
 
     def predict(self, batch: ArchBatch) -> np.ndarray:
         return linear_features(self.space, batch) @ self.coefficients + self.intercept

@@ -56,7 +56,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from anas.search.problem import SearchProblem
-from anas.search.strategies.base import register_strategy
+from anas.search.strategies.strategy import register_strategy
 from anas.space.cost import index_costs
 
 HORIZON = 15_000  # iterations of one published walk: 10,000 with the tolerance, then 5,000 rejections

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from anas.search.problem import Evaluated, SearchProblem
-from anas.search.strategies.base import register_strategy
+from anas.search.strategies.strategy import register_strategy
 
 
 @register_strategy("evolution")

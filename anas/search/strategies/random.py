@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from anas.search.problem import SearchProblem
-from anas.search.strategies.base import register_strategy
+from anas.search.strategies.strategy import register_strategy
 
 
 @register_strategy("random")

@@ -49,9 +49,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from anas.search.problem import SearchProblem
-from anas.search.strategies.base import register_strategy
+from anas.search.strategies.strategy import register_strategy
 from anas.space.cost import index_costs
-from anas.space.space import SearchSpace
+from anas.space.search_space import SearchSpace
 
 START_SHARE = 1 / 8  # of the budget: subnets sampled in the band before the rounds
 GENERATION = 32  # children scored per generation (one predictor call)

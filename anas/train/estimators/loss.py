@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from anas.space.arch import Arch
-from anas.train.estimators.base import EstimatorContext, register_estimator
+from anas.train.estimators.estimator import EstimatorContext, register_estimator
 
 
 @register_estimator("loss")

@@ -3,7 +3,7 @@ built-in ones (``supervised``, the sandwich rule on labels; ``contrastive``, Pi-
 label-free cross-path InfoNCE)."""
 
 from anas.train.objectives import contrastive, supervised  # noqa: F401  (register the built-ins)
-from anas.train.objectives.base import (
+from anas.train.objectives.objective import (
     OBJECTIVES,
     Objective,
     ObjectiveContext,

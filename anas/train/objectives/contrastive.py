@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,12 +36,12 @@ from torch import nn
 
 from anas.errors import AnasError
 from anas.nn.supernet import Supernet, crop
+from anas.options import option
+from anas.runtime.distributed import all_gather_cat
 from anas.space.arch import Arch
-from anas.train.distributed import all_gather_cat
-from anas.train.estimators import ESTIMATORS
-from anas.train.objectives.base import Objective, ObjectiveContext, register_objective
-from anas.train.regularizers.teacher import default_momentum, update_ema
-from anas.train.samplers import SAMPLERS
+from anas.train.objectives.objective import Objective, ObjectiveContext, register_objective
+from anas.train.registries import ESTIMATORS, SAMPLERS
+from anas.train.regularizers.teacher import cross_path, momentum_of, update_ema
 
 if TYPE_CHECKING:
     from anas.train.step import SandwichParts, StepLosses
@@ -86,7 +87,14 @@ class ProjectionHead(nn.Module):
         return F.normalize(self.out(F.relu(F.linear(x, weight, self.hidden.bias))), dim=1)
 
 
-@register_objective("contrastive")
+@dataclass(frozen=True, kw_only=True)
+class ContrastiveOptions:
+    queue_size: int | None = option(None, "Negatives kept in the queue.", min=1, fixed_on_resume=True,
+                                    default_text="2^k <= a quarter of the training images, 256..65536")
+    temperature: float = option(DEFAULT_TEMPERATURE, "InfoNCE temperature.", above=0, finite=True)
+
+
+@register_objective("contrastive", options=ContrastiveOptions)
 class ContrastiveObjective(Objective):
     """The module docstring's cross-path InfoNCE."""
 
@@ -94,7 +102,7 @@ class ContrastiveObjective(Objective):
     defaults = {"sampler": "uniform", "teacher": "ema"}
 
     def __init__(self, context: ObjectiveContext):
-        config = context.config
+        config, options = context.config, context.options
         self.student = context.supernet
         device = next(context.supernet.parameters()).device
         self.head = ProjectionHead(max(context.space.head.widths)).to(device)
@@ -102,11 +110,10 @@ class ContrastiveObjective(Objective):
         self.teacher_head = copy.deepcopy(self.head)
         for parameter in [*self.teacher.parameters(), *self.teacher_head.parameters()]:
             parameter.requires_grad_(False)
-        self.momentum = config.ema_momentum if config.ema_momentum is not None else default_momentum(
-            context.total_steps)
-        self.temperature = config.temperature if config.temperature is not None else DEFAULT_TEMPERATURE
+        self.momentum = momentum_of(config.options_for("teacher"), context.total_steps)
+        self.temperature = options.temperature
         global_batch = config.batch_size * context.dist.world_size
-        size = config.queue_size or default_queue_size(context.train_images, global_batch)
+        size = options.queue_size or default_queue_size(context.train_images, global_batch)
         if size < global_batch:
             raise AnasError(f"--queue-size {size} is below one global batch ({global_batch} images): "
                             f"raise it or lower --batch-size")
@@ -122,17 +129,16 @@ class ContrastiveObjective(Objective):
             raise AnasError(f"--objective contrastive reads no labels, but --sampler {config.sampler} scores "
                             f"candidates with the labels (--estimator {config.estimator}): use --sampler "
                             f"uniform, or --estimator bn or predictor")
+        queue_size = config.options_for("objective").queue_size
         checks = [
             (config.teacher == "ema", f"--objective contrastive learns against a mean teacher: --teacher must be "
                                       f"ema, got {config.teacher}"),
-            (not config.cross_path, "--objective contrastive trains subnets in pairs already: drop --cross-path"),
+            (not cross_path(config), "--objective contrastive trains subnets in pairs already: drop --cross-path"),
             (config.regularizer == ["kd"], "--regularizer does not apply to --objective contrastive"),
             (config.num_subnets % 2 == 0, f"--objective contrastive trains subnets in pairs: --num-subnets must "
                                           f"be even, got {config.num_subnets}"),
-            (config.queue_size is None or config.queue_size >= config.batch_size,
-             f"--queue-size must be at least --batch-size ({config.batch_size}), got {config.queue_size}"),
-            (config.temperature is None or 0 < config.temperature < math.inf,
-             f"--temperature must be a positive finite number, got {config.temperature}"),
+            (queue_size is None or queue_size >= config.batch_size,
+             f"--queue-size must be at least --batch-size ({config.batch_size}), got {queue_size}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from anas.errors import AnasError
-from anas.train.objectives.base import Objective, register_objective
-from anas.train.regularizers.teacher import MeanTeacher, regularizer_names, teacher_weights
+from anas.train.objectives.objective import Objective, register_objective
+from anas.train.regularizers import check_regularizers
+from anas.train.regularizers.teacher import MeanTeacher, cross_path, teacher_weights
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the step is loaded by training only, not by loading a run
     from anas.train.step import SandwichParts, StepLosses
 
 
@@ -20,20 +20,15 @@ class SupervisedObjective(Objective):
     """:func:`~anas.train.step.sandwich_step`; two views per image with ``--cross-path``."""
 
     defaults = {"sampler": "bestup-k3", "teacher": "none"}
+    uses_regularizers = True
 
     @staticmethod
     def check_config(config) -> None:
-        for name in ("queue_size", "temperature"):
-            if getattr(config, name) is not None:
-                raise AnasError(f"--{name.replace('_', '-')} goes with --objective contrastive")
+        check_regularizers(config.regularizer)
 
     @staticmethod
     def views(config) -> int:
-        return 2 if config.cross_path else 1
-
-    @staticmethod
-    def regularizer_names(config) -> list[str]:
-        return regularizer_names(config)
+        return 2 if cross_path(config) else 1
 
     @staticmethod
     def teacher_weights(config, state: dict[str, Any]) -> dict[str, Any] | None:

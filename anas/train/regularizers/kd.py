@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from anas.space.arch import Arch
-from anas.train.regularizers.base import Regularizer, StepState, register_regularizer
+from anas.train.regularizers.regularizer import Regularizer, StepState, register_regularizer
 
 
 def soft_cross_entropy(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:

@@ -19,30 +19,60 @@ learn only a teacher that is their own average).
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from anas.errors import AnasError
+from anas.options import option
 from anas.space.arch import Arch
-from anas.train.regularizers.base import Regularizer, RegularizerContext, StepState, register_regularizer
+from anas.train.config import TrainConfig
 from anas.train.regularizers.kd import soft_cross_entropy
-
-TEACHER = "mean-teacher"
-
-
-def regularizer_names(config) -> list[str]:
-    """The regularizers a run builds: ``--regularizer``'s, and the mean teacher with
-    ``--teacher ema``."""
-    return [*config.regularizer, *([TEACHER] if config.teacher == "ema" else [])]
+from anas.train.regularizers.regularizer import Regularizer, RegularizerContext, StepState, register_teacher
 
 
-def teacher_weights(config, state: dict) -> dict[str, Any] | None:
-    """The mean teacher's weights in a checkpoint ``state`` of a run with ``config``, or
-    None when the run has no teacher."""
-    names = regularizer_names(config)
-    if TEACHER not in names:
+@register_teacher("none")
+class NoTeacher(Regularizer):
+    """No teacher besides the largest subnet (in-place distillation, ``kd``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EMATeacherOptions:
+    ema_momentum: float | None = option(None, "Momentum m of the mean teacher: teacher <- m teacher + (1 - m) "
+                                              "student.", default_text="1 - 10 / total steps, at most 0.999",
+                                        min=0, below=1)
+    cross_path: bool = option(False, "Pi-NAS cross-path: sampled subnets in pairs that differ in every setting, "
+                                     "each on its own augmented view, each learning the teacher's output for the "
+                                     "other.")
+    cross_path_weight: float = option(1.0, "Weight of the cross-path terms.", min=0, finite=True)
+    eval_weights: str = option("student", "Weights that evaluation, predict-fit, search --verify, standalone and "
+                                          "export use (teacher: the mean teacher's).",
+                               choices=("student", "teacher"))
+
+
+def cross_path(config: TrainConfig) -> bool:
+    """Whether a run trains its sampled subnets in cross-path pairs (``--cross-path``)."""
+    return bool(getattr(config.options_for("teacher"), "cross_path", False))
+
+
+def evaluates_teacher(config: TrainConfig) -> bool:
+    """Whether a run is evaluated with its mean teacher's weights (``--eval-weights teacher``)."""
+    return getattr(config.options_for("teacher"), "eval_weights", "student") == "teacher"
+
+
+def teacher_weights(config: TrainConfig, state: dict) -> dict[str, Any] | None:
+    """The mean teacher's weights in a checkpoint ``state`` of a supervised run with
+    ``config`` (the run builds its teacher after ``--regularizer``'s), or None when the
+    run has none."""
+    if config.teacher != "ema":
         return None
-    return state["regularizers"][names.index(TEACHER)]["teacher"]
+    return state["regularizers"][len(config.regularizer)]["teacher"]
+
+
+def momentum_of(options: EMATeacherOptions, total_steps: int) -> float:
+    """The teacher's momentum: ``--ema-momentum``, or :func:`default_momentum`."""
+    return options.ema_momentum if options.ema_momentum is not None else default_momentum(total_steps)
 
 
 def default_momentum(total_steps: int) -> float:
@@ -57,24 +87,31 @@ def partner(index: int, cross_path: bool) -> int:
     return index ^ 1 if cross_path else index
 
 
-@register_regularizer(TEACHER)
+@register_teacher("ema", options=EMATeacherOptions)
 class MeanTeacher(Regularizer):
     """The sampled subnets learn an EMA teacher's outputs (module docstring)."""
 
     roles = ("middle",)
 
     def __init__(self, context: RegularizerContext):
-        config = context.config
+        options = context.options
         self.student = context.supernet
         self.teacher = copy.deepcopy(context.supernet)
         for parameter in self.teacher.parameters():
             parameter.requires_grad_(False)
-        self.momentum = config.ema_momentum if config.ema_momentum is not None else default_momentum(
-            context.total_steps)
-        self.cross_path = config.cross_path
-        self.weight = config.cross_path_weight if config.cross_path else 1.0
+        self.momentum = momentum_of(options, context.total_steps)
+        self.cross_path = options.cross_path
+        self.weight = options.cross_path_weight if options.cross_path else 1.0
         self.autocast = context.autocast
         self.targets: list[torch.Tensor] = []
+
+    @staticmethod
+    def check_config(config: TrainConfig) -> None:
+        """Cross-path training pairs the sampled subnets."""
+        sampled = config.num_subnets - 2
+        if cross_path(config) and (sampled < 2 or sampled % 2):
+            raise AnasError(f"--cross-path trains the sampled subnets in pairs: --num-subnets {config.num_subnets} "
+                            f"gives {sampled}; use an even number of sampled subnets (--num-subnets 4, 6, ...)")
 
     @torch.no_grad()
     def before_step(self, step: StepState) -> None:

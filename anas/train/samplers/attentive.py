@@ -11,16 +11,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from anas.checks import SUBNET_BYTES, check_memory
 from anas.errors import AnasError
+from anas.options import option
 from anas.space.arch import Arch, concat_batches, sample_archs, sample_archs_by_size
 from anas.space.cost import batch_costs
-from anas.space.space import SearchSpace
-from anas.train.samplers.base import SamplerContext, register_sampler
+from anas.space.search_space import SearchSpace
+from anas.train.samplers.sampler import SamplerContext, register_sampler
+
+
+def _check_prior_memory(samples: int, flag: str) -> None:
+    check_memory(samples * SUBNET_BYTES, flag, samples)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttentiveOptions:
+    """The FLOPs prior of attentive sampling (REFERENCE section 5)."""
+
+    flops_step: float | None = option(None, "MFLOPs bin width of the FLOPs prior.", default_text="range / 70",
+                                      above=0, finite=True)
+    prior_samples: int = option(100_000, "Subnets sampled to build the FLOPs prior.", min=1,
+                                check=_check_prior_memory)
 
 
 class FlopsPrior:
@@ -87,12 +104,11 @@ class AttentiveSampler:
     pick = staticmethod(np.argmax)
 
     def __init__(self, context: SamplerContext, k: int):
-        config = context.config
+        options, seed = context.options, context.config.seed
         self.k = k
-        self.prior = FlopsPrior(context.space, config.flops_step, config.prior_samples, config.seed,
-                                context.num_classes)
+        self.prior = FlopsPrior(context.space, options.flops_step, options.prior_samples, seed, context.num_classes)
         self.estimator = context.make_estimator()
-        self.rng = np.random.default_rng(config.seed)
+        self.rng = np.random.default_rng(seed)
         self.last_scores: np.ndarray | None = None
 
     def sample(self, images: torch.Tensor, labels: torch.Tensor) -> Arch:
@@ -107,14 +123,14 @@ class AttentiveSampler:
         self.rng.bit_generator.state = state["rng"]
 
 
-@register_sampler("bestup", parameter="k")
+@register_sampler("bestup", parameter="k", options=AttentiveOptions)
 class BestUpSampler(AttentiveSampler):
     """AttentiveNAS BestUp: of k candidates of a FLOPs bin, train the best-scored."""
 
     pick = staticmethod(np.argmax)
 
 
-@register_sampler("worstup", parameter="k")
+@register_sampler("worstup", parameter="k", options=AttentiveOptions)
 class WorstUpSampler(AttentiveSampler):
     """AttentiveNAS WorstUp: of k candidates of a FLOPs bin, train the worst-scored."""
 

@@ -19,6 +19,7 @@ subnet) and metrics.csv the entropy and K.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,15 +27,23 @@ import torch
 
 from anas.errors import AnasError
 from anas.io import atomic_write_json
+from anas.options import option
 from anas.space.arch import ArchBatch, arch_from_dict
 from anas.space.cost import arch_costs, batch_costs, mflops_range
 from anas.space.distribution import SubnetDistribution, adaptive_k
 from anas.space.schema import load_space
-from anas.train.samplers.base import SamplerContext, register_sampler
+from anas.train.samplers.sampler import SamplerContext, register_sampler
 
 LEARNING_RATE = 0.5
-DEFAULTS = {"fpnas_beta": 1.0, "fpnas_lambda": 1.0}
-OPTIONS = ("flops_target", "fpnas_beta", "fpnas_lambda", "fpnas_switch_epoch")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FPNASOptions:
+    flops_target: float | None = option(None, "MFLOPs above which subnets pay the hinge cost.")
+    fpnas_beta: float = option(1.0, "Weight of the hinge cost, per image.", min=0, finite=True)
+    fpnas_lambda: float = option(1.0, "Candidates per nat of the distribution's entropy.", min=0, finite=True)
+    fpnas_switch_epoch: int | None = option(None, "Epoch of the switch from the factorized to the joint "
+                                                  "distribution.", default_text="half the epochs", min=0)
 
 
 def hinge_cost(mflops: np.ndarray, target: float | None) -> np.ndarray:
@@ -44,47 +53,18 @@ def hinge_cost(mflops: np.ndarray, target: float | None) -> np.ndarray:
     return np.maximum(0.0, np.asarray(mflops, dtype=np.float64) / target - 1.0)
 
 
-def check_fpnas_options(config) -> None:
-    """``--fpnas-*`` and ``--flops-target`` go with ``--sampler fpnas``, which needs held-out
-    data; the target must lie within the space's MFLOPs range."""
-    uses = str(config.sampler).strip().lower() == "fpnas"
-    given = [name for name in OPTIONS if getattr(config, name) is not None]
-    if given and not uses:
-        raise AnasError(f"--{given[0].replace('_', '-')} goes with --sampler fpnas")
-    if not uses:
-        return
-    if config.num_subnets < 3:
-        raise AnasError("--sampler fpnas draws the middle subnets: --num-subnets must be at least 3")
-    if config.holdout <= 0:
-        raise AnasError("--sampler fpnas updates its distribution on held-out training images: add --holdout F "
-                        "(e.g. 0.1)")
-    if config.flops_target is not None:
-        space = load_space(config.space)
-        low, high = mflops_range(space)
-        if not low <= config.flops_target <= high:
-            raise AnasError(f"--flops-target {config.flops_target:g} is outside the MFLOPs of space {space.name} "
-                            f"({low:.2f} to {high:.2f})")
-    for name in ("fpnas_beta", "fpnas_lambda"):
-        value = getattr(config, name)
-        if value is not None and not (0 <= value < float("inf")):
-            raise AnasError(f"--{name.replace('_', '-')} must be a finite number >= 0")
-    if config.fpnas_switch_epoch is not None and config.fpnas_switch_epoch < 0:
-        raise AnasError("--fpnas-switch-epoch must be >= 0")
-
-
-@register_sampler("fpnas")
+@register_sampler("fpnas", options=FPNASOptions)
 class FPNASSampler:
     """The middle subnets drawn from a learned distribution over the space."""
 
     def __init__(self, context: SamplerContext):
-        config = context.config
+        config, options = context.config, context.options
         if context.heldout_batch is None:
             raise AnasError("--sampler fpnas needs held-out training images: add --holdout F")
         self.space, self.num_classes = context.space, context.num_classes
-        self.target = config.flops_target
-        self.beta = DEFAULTS["fpnas_beta"] if config.fpnas_beta is None else config.fpnas_beta
-        self.lam = DEFAULTS["fpnas_lambda"] if config.fpnas_lambda is None else config.fpnas_lambda
-        switch_epoch = config.epochs // 2 if config.fpnas_switch_epoch is None else config.fpnas_switch_epoch
+        self.target = options.flops_target
+        self.beta, self.lam = options.fpnas_beta, options.fpnas_lambda
+        switch_epoch = config.epochs // 2 if options.fpnas_switch_epoch is None else options.fpnas_switch_epoch
         self.per_step = max(1, config.num_subnets - 2)
         self.switch_call = switch_epoch * context.steps_per_epoch * self.per_step
         self.estimator = context.make_estimator()
@@ -92,6 +72,23 @@ class FPNASSampler:
         self.dist = SubnetDistribution.factorized(self.space)
         self.heldout_batch = context.heldout_batch
         self.calls, self.updates, self.queue, self.last_k = 0, 0, [], 0
+
+    @staticmethod
+    def check_config(config) -> None:
+        """FP-NAS draws the middle subnets and updates its distribution on held-out
+        training images; its target lies within the space's MFLOPs range."""
+        if config.num_subnets < 3:
+            raise AnasError("--sampler fpnas draws the middle subnets: --num-subnets must be at least 3")
+        if config.holdout <= 0:
+            raise AnasError("--sampler fpnas updates its distribution on held-out training images: add --holdout F "
+                            "(e.g. 0.1)")
+        target = config.options_for("sampler").flops_target
+        if target is not None:
+            space = load_space(config.space)
+            low, high = mflops_range(space)
+            if not low <= target <= high:
+                raise AnasError(f"--flops-target {target:g} is outside the MFLOPs of space {space.name} "
+                                f"({low:.2f} to {high:.2f})")
 
     def sample(self, images: torch.Tensor, labels: torch.Tensor) -> Any:
         if not self.queue:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from anas.space.arch import Arch, sample_archs
-from anas.train.samplers.base import SamplerContext, register_sampler
+from anas.train.samplers.sampler import SamplerContext, register_sampler
 
 
 @register_sampler("uniform")

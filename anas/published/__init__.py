@@ -1,0 +1,1 @@
+"""The published AttentiveNAS and AlphaNet supernets, imported into run folders (``anas import``)."""

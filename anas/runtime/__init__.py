@@ -1,0 +1,2 @@
+"""What every stage of the pipeline may use at run time: devices, the processes of a
+``torchrun`` job, run folders and their checkpoints."""
