@@ -184,18 +184,23 @@ def _check_range(decl: Declared, value: float) -> None:
     if low_ok and high_ok:
         return
     if low is not None and high is not None:
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        interval = f"{'(' if low_open else '['}{_number(low)}, {_number(high)}{')' if high_open else ']'}"
         raise AnasError(f"{decl.flag} must be in {interval}, got {plain(value)}")
     if low is not None:
         if low_open and low == 0:
             raise AnasError(f"{decl.flag} must be a positive {'finite ' if info.finite else ''}number, got "
                             f"{plain(value)}")
         if low_open:
-            raise AnasError(f"{decl.flag} must be above {low:g}, got {plain(value)}")
+            raise AnasError(f"{decl.flag} must be above {_number(low)}, got {plain(value)}")
         check_at_least(value, low, decl.flag)
     if high_open:
-        raise AnasError(f"{decl.flag} must be below {high:g}, got {plain(value)}")
+        raise AnasError(f"{decl.flag} must be below {_number(high)}, got {plain(value)}")
     check_at_most(value, high, decl.flag)
+
+
+def _number(value: float) -> str:
+    """A bound as people write it: 1, 0.5, 1000000."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def make(cls: type, values: Mapping[str, Any], where: str = "", strict: bool = True) -> Any:

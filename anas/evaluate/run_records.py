@@ -19,7 +19,7 @@ from anas.evaluate.trained import TrainedRun
 from anas.io import file_lock
 from anas.predict.records import read_records, record_frame, unrecorded
 from anas.progress import progress_bars
-from anas.runtime import distributed
+from anas.runtime.distributed import gather_objects, init_distributed, process_group
 from anas.space.arch import Arch
 from anas.space.sampling import spread_sample
 from anas.space.search_space import SearchSpace
@@ -41,7 +41,7 @@ def collect_records(run: TrainedRun, samples: int, calib_batches: int | None = N
     split = resolve_split(run, split)
     made = {"split": split, "calib_batches": calib_batches or run.config.calib_batches,
             "checkpoint": run.checkpoint_id}
-    with distributed.process_group(distributed.init_distributed(run.device.type)) as ctx:
+    with process_group(init_distributed(run.device.type)) as ctx:
         path = run.run_dir.path / RECORDS_FILE
         existing = read_run_records(path, run, made) if path.exists() else None
         todo = unrecorded(spread_sample(run.space, samples, seed, run.num_classes), existing, run.space)
@@ -49,7 +49,7 @@ def collect_records(run: TrainedRun, samples: int, calib_batches: int | None = N
         def evaluate_chunk(chunk: list[Arch]) -> list[dict]:
             mine = chunk[ctx.rank] if ctx.rank < len(chunk) else None
             result = run.evaluate(mine, calib_batches, split).to_dict() if mine is not None else None
-            return [r for r in distributed.gather_objects(result, ctx) if r is not None]
+            return [r for r in gather_objects(result, ctx) if r is not None]
 
         def merge_into_file(rows: pd.DataFrame) -> pd.DataFrame:
             with file_lock(path):  # another process may have added rows since

@@ -39,8 +39,8 @@ from anas.predict.folder import has_predictor, load_predictor
 from anas.predict.kinds import Predictor
 from anas.predict.metrics import rank_metrics
 from anas.progress import progress_bars
-from anas.runtime import distributed
 from anas.runtime.device import DeviceOption, resolve_device
+from anas.runtime.distributed import gather_objects, init_distributed, process_group
 from anas.runtime.rundir import latest_checkpointed_run
 from anas.space.arch import Arch, ArchBatch, arch_from_dict
 from anas.space.cost import batch_costs
@@ -94,7 +94,7 @@ def standalone(options: StandaloneOptions, progress: bool = False) -> Standalone
     done = set() if existing is None else set(frame_to_archs(run.space, existing, str(out / TABLE_FILE)))
     predictor = _run_predictor(run)
     todo = [arch for arch in archs if arch not in done]
-    with distributed.process_group(distributed.init_distributed(run.device.type)) as ctx:
+    with process_group(init_distributed(run.device.type)) as ctx:
         config = updated(run.config, epochs=epochs, seed=options.seed, device=str(ctx.device_for(run.device)))
         table = existing
         with progress_bars(progress and ctx.is_main) as bars:
@@ -103,7 +103,7 @@ def standalone(options: StandaloneOptions, progress: bool = False) -> Standalone
                 chunk = todo[start:start + ctx.world_size]
                 mine = chunk[ctx.rank] if ctx.rank < len(chunk) else None
                 row = _measure(run, config, mine, out, lambda epoch, row: bar.advance()) if mine else None
-                rows = [r for r in distributed.gather_objects(row, ctx) if r is not None]
+                rows = [r for r in gather_objects(row, ctx) if r is not None]
                 if ctx.is_main:
                     table = _append(run, predictor, table, rows, epochs, options.seed)
                     write_table(table, out / TABLE_FILE)

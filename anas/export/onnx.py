@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
+import anas.export.quantize as quantization
 from anas.errors import AnasError, one_line
-from anas.export import quantize as quantization
 from anas.export.formats import Exported, ExportFormat, ExportJob, register_export_format, verify
 from anas.export.interface import INPUT_NAME, OUTPUT_NAME, Forward, example_input
 from anas.io import json_text

@@ -25,10 +25,10 @@ from typing import Any
 
 import torch
 
+import anas.export.quantize as quantization
 from anas import __version__
 from anas.errors import AnasError, AnasWarning, OutputError
 from anas.evaluate.trained import CalibrationOption, TrainedRun, TrainedRunOptions, load_trained_run
-from anas.export import quantize as quantization
 from anas.export.formats import EXPORT_FORMATS, ExportFailed, ExportJob, Verification
 from anas.export.interface import INPUT_NAME, OUTPUT_NAME
 from anas.io import atomic_write
