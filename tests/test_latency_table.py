@@ -8,8 +8,11 @@ from conftest import assert_one_line_error
 
 from anas.latency import lookup_table as table_module
 from anas.latency.lookup_table import (
+    BlockLayer,
+    HeadLayer,
     LatencyModel,
     Layer,
+    StemLayer,
     TableConfig,
     build_latency_table,
     layer_counts,
@@ -52,12 +55,13 @@ def fake_timing(monkeypatch):
         layer = layers[id(module)]
         return fake_layer_time(layer)
 
-    original_module = Layer.module
+    def noting(original_module):
+        def module(self, space, num_classes):
+            built = original_module(self, space, num_classes)
+            layers[id(built)] = self
+            return built
 
-    def module(self, space, num_classes):
-        built = original_module(self, space, num_classes)
-        layers[id(built)] = self
-        return built
+        return module
 
     def whole(space, arch, config, num_classes=None):
         batch = ArchBatch.from_archs([arch])
@@ -72,7 +76,8 @@ def fake_timing(monkeypatch):
         table_in_progress[:] = [table]
         return original_fit(table, batch, latency, bar)
 
-    monkeypatch.setattr(Layer, "module", module)
+    for kind in (StemLayer, BlockLayer, HeadLayer):
+        monkeypatch.setattr(kind, "module", noting(kind.module))
     monkeypatch.setattr(table_module, "measure_latency", measure)
     monkeypatch.setattr(table_module, "subnet_latency", whole)
     monkeypatch.setattr(table_module, "fit_overhead", fit)
@@ -88,15 +93,15 @@ def layers_seen(space, arch):
         return lambda module, inputs: keys.append(make_key(module, inputs[0].shape))
 
     first = space.first_conv
-    net.first_conv.register_forward_pre_hook(record(lambda m, shape: Layer(
-        "stem", shape[-1], shape[1], m.conv.out_channels, m.conv.kernel_size[0], stride=m.conv.stride[0]).key))
+    net.first_conv.register_forward_pre_hook(record(lambda m, shape: StemLayer(
+        shape[-1], shape[1], m.conv.out_channels, m.conv.kernel_size[0], stride=m.conv.stride[0]).key))
     stage_of_block = [i for i, d in enumerate(arch.depth) for _ in range(d)]
     for block, stage in zip(net.blocks, stage_of_block):
-        block.register_forward_pre_hook(record(lambda m, shape, i=stage: Layer(
-            "block", shape[-1], shape[1], m.project.conv.out_channels, m.depthwise.conv.kernel_size[0],
+        block.register_forward_pre_hook(record(lambda m, shape, i=stage: BlockLayer(
+            shape[-1], shape[1], m.project.conv.out_channels, m.depthwise.conv.kernel_size[0],
             arch.expand_ratio[i], m.depthwise.conv.stride[0], m.se is not None).key))
-    net.head.register_forward_pre_hook(record(lambda m, shape: Layer(
-        "head", shape[-1], shape[1], m.classifier.in_features, expand=space.head.expand_ratio).key))
+    net.head.register_forward_pre_hook(record(lambda m, shape: HeadLayer(
+        shape[-1], shape[1], m.classifier.in_features, expand=space.head.expand_ratio).key))
     import torch
 
     with torch.no_grad():

@@ -112,3 +112,20 @@ def test_a_stage_may_have_its_own_activation(tmp_path):
     assert [s.get("activation") for s in written["stages"]] == [None, "relu", None]  # only where it differs
     assert space_from_dict(written) == space
     assert [s.activation for s in load_space("tiny").stages] == ["swish"] * 3
+
+
+@pytest.mark.parametrize("name", ["tiny", "cifar", "attentive-nas"])
+def test_the_column_layout_names_each_setting_where_the_table_has_it(name):
+    from anas.space.table_format import setting_columns
+
+    space = load_space(name)
+    names, columns, n = setting_columns(space), space.columns, space.num_stages
+    assert names[columns.resolution] == "resolution"
+    assert names[columns.width] == [f"width_{g}" for g in range(n + 2)]
+    for setting in ("depth", "kernel_size", "expand_ratio"):
+        assert names[getattr(columns, setting)] == [f"{setting}_{i}" for i in range(n)]
+    for i in range(n):
+        assert [names[c] for c in columns.stage(i)] == [f"width_{i + 1}", f"depth_{i}", f"kernel_size_{i}",
+                                                        f"expand_ratio_{i}"]
+    assert (names[columns.first_conv_width], names[columns.head_width]) == ("width_0", f"width_{n + 1}")
+    assert len(names) == len(space.column_choices()) == columns.expand_ratio.stop

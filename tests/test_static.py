@@ -87,3 +87,10 @@ def test_regularize_gives_the_supernets_drop_connect_rates_and_acts_only_in_trai
     net.regularize(0.0, 0.9, 2)
     torch.manual_seed(0)
     assert not torch.allclose(net(x), plain)
+
+
+def test_every_activation_a_space_may_name_has_a_module():
+    from anas.nn.static import ACTIVATION_MODULES
+    from anas.space.search_space import ACTIVATIONS
+
+    assert set(ACTIVATION_MODULES) == set(ACTIVATIONS)

@@ -27,7 +27,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from torch import nn
@@ -67,10 +67,10 @@ SAVE_EVERY_S = 2.0  # an interrupted build loses at most this much measuring
 
 @dataclass(frozen=True)
 class Layer:
-    """One distinct layer: ``kind`` is ``stem`` (first conv), ``block`` or ``head``; ``size``
-    is its input's height and width."""
+    """One distinct layer of a kind (:class:`StemLayer`, :class:`BlockLayer`,
+    :class:`HeadLayer`); ``size`` is its input's height and width."""
 
-    kind: str
+    kind: ClassVar[str]
     size: int
     c_in: int
     c_out: int
@@ -83,33 +83,76 @@ class Layer:
     @property
     def key(self) -> str:
         """The layer's name in the table file."""
-        if self.kind == "stem":
-            return f"stem s{self.size} i{self.c_in} o{self.c_out} k{self.kernel} st{self.stride}"
-        if self.kind == "head":
-            return f"head s{self.size} i{self.c_in} o{self.c_out} x{self.expand:g}"
+        raise NotImplementedError
+
+    def module(self, space: SearchSpace, num_classes: int) -> nn.Module:
+        """The layer as a standalone module, as the static network builds it."""
+        raise NotImplementedError
+
+    def macs(self, num_classes: int) -> int:
+        """Multiply-accumulates (the cost model's convention)."""
+        raise NotImplementedError
+
+    def mflops(self, num_classes: int) -> float:
+        return float(self.macs(num_classes)) / 1e6
+
+    @property
+    def out_size(self) -> int:
+        return int(downsample(self.size, self.stride))
+
+
+@dataclass(frozen=True)
+class StemLayer(Layer):
+    """The first convolution."""
+
+    kind: ClassVar[str] = "stem"
+
+    @property
+    def key(self) -> str:
+        return f"stem s{self.size} i{self.c_in} o{self.c_out} k{self.kernel} st{self.stride}"
+
+    def module(self, space: SearchSpace, num_classes: int) -> nn.Module:
+        return ConvBNAct(self.c_in, self.c_out, self.kernel, self.stride, activation=space.activation)
+
+    def macs(self, num_classes: int) -> int:
+        return stem_costs(self.c_in, self.c_out, self.kernel**2, self.out_size)[0]
+
+
+@dataclass(frozen=True)
+class BlockLayer(Layer):
+    """One inverted-residual block (the first of its stage, or a repeated one)."""
+
+    kind: ClassVar[str] = "block"
+
+    @property
+    def key(self) -> str:
         return (f"block s{self.size} i{self.c_in} o{self.c_out} k{self.kernel} e{self.expand:g} st{self.stride}"
                 f" se{int(self.se)} {self.activation}")
 
     def module(self, space: SearchSpace, num_classes: int) -> nn.Module:
-        """The layer as a standalone module, as the static network builds it."""
-        if self.kind == "stem":
-            return ConvBNAct(self.c_in, self.c_out, self.kernel, self.stride, activation=space.activation)
-        if self.kind == "head":
-            expanded = int(self.expand * self.c_in)
-            return ClassifierHead(self.c_in, expanded, self.c_out, num_classes, space.dropout, space.activation)
         return InvertedResidual(self.c_in, self.c_out, self.kernel, self.expand, self.stride, self.se,
                                 self.activation)
 
-    def mflops(self, num_classes: int) -> float:
-        """Multiply-accumulates in millions (the cost model's convention)."""
-        out_size = int(downsample(self.size, self.stride))
-        if self.kind == "stem":
-            macs, _ = stem_costs(self.c_in, self.c_out, self.kernel**2, out_size)
-        elif self.kind == "head":
-            macs, _ = head_costs(self.expand, self.size, self.c_in, self.c_out, num_classes)
-        else:
-            macs, _ = block_costs(self.c_in, self.c_out, self.kernel**2, self.expand, self.size, out_size, self.se)
-        return float(macs) / 1e6
+    def macs(self, num_classes: int) -> int:
+        return block_costs(self.c_in, self.c_out, self.kernel**2, self.expand, self.size, self.out_size, self.se)[0]
+
+
+@dataclass(frozen=True)
+class HeadLayer(Layer):
+    """The classifier head."""
+
+    kind: ClassVar[str] = "head"
+
+    @property
+    def key(self) -> str:
+        return f"head s{self.size} i{self.c_in} o{self.c_out} x{self.expand:g}"
+
+    def module(self, space: SearchSpace, num_classes: int) -> nn.Module:
+        expanded = int(self.expand * self.c_in)
+        return ClassifierHead(self.c_in, expanded, self.c_out, num_classes, space.dropout, space.activation)
+
+    def macs(self, num_classes: int) -> int:
+        return head_costs(self.expand, self.size, self.c_in, self.c_out, num_classes)[0]
 
 
 @dataclass(frozen=True)
@@ -124,7 +167,7 @@ class StageLayers:
 
 def stem_layers(space: SearchSpace) -> dict[tuple[int, int], Layer]:
     first = space.first_conv
-    return {(r, w): Layer("stem", res, space.in_channels, width, first.kernel_size, stride=first.stride)
+    return {(r, w): StemLayer(res, space.in_channels, width, first.kernel_size, stride=first.stride)
             for r, res in enumerate(space.resolutions) for w, width in enumerate(first.widths)}
 
 
@@ -136,10 +179,10 @@ def stage_layers(space: SearchSpace) -> list[StageLayers]:
             for k, kernel in enumerate(stage.kernel_sizes):
                 for e, expand in enumerate(stage.expand_ratios):
                     for b, c_out in enumerate(widths[i + 1]):
-                        repeated[(r, b, k, e)] = Layer("block", sizes[i + 1][r], c_out, c_out, kernel, expand, 1,
+                        repeated[(r, b, k, e)] = BlockLayer(sizes[i + 1][r], c_out, c_out, kernel, expand, 1,
                                                        stage.se, stage.activation)
                         for a, c_in in enumerate(widths[i]):
-                            first[(r, a, b, k, e)] = Layer("block", sizes[i][r], c_in, c_out, kernel, expand,
+                            first[(r, a, b, k, e)] = BlockLayer(sizes[i][r], c_in, c_out, kernel, expand,
                                                            stage.stride, stage.se, stage.activation)
         stages.append(StageLayers(i, first, repeated))
     return stages
@@ -147,7 +190,7 @@ def stage_layers(space: SearchSpace) -> list[StageLayers]:
 
 def head_layers(space: SearchSpace) -> dict[tuple[int, int, int], Layer]:
     size, widths = stage_input_sizes(space)[-1], space.width_choices
-    return {(r, a, h): Layer("head", size[r], c_in, width, expand=space.head.expand_ratio)
+    return {(r, a, h): HeadLayer(size[r], c_in, width, expand=space.head.expand_ratio)
             for r in range(len(space.resolutions)) for a, c_in in enumerate(widths[-2])
             for h, width in enumerate(widths[-1])}
 
@@ -453,10 +496,9 @@ class LatencyModel:
 
     def layer_sum(self, batch: ArchBatch) -> np.ndarray:
         """Sum of the table times of each subnet's layers."""
-        index = batch.choice_index(self.space)
-        stages = self.space.num_stages
-        res, width = index[:, 0], index[:, 1:stages + 3]
-        kernel, expand = (index[:, 3 + stages + i * stages:3 + stages + (i + 1) * stages] for i in (1, 2))
+        index, columns = batch.choice_index(self.space), self.space.columns
+        res, width = index[:, columns.resolution], index[:, columns.width]
+        kernel, expand = index[:, columns.kernel_size], index[:, columns.expand_ratio]
         total = self.stem[res, width[:, 0]]
         for i, (first, repeated) in enumerate(self.stages):
             k, e = kernel[:, i], expand[:, i]

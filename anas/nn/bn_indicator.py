@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from anas.nn.supernet import Supernet, op_choices
-from anas.space.arch import LIST_SETTINGS, ArchBatch
+from anas.space.arch import ArchBatch
 from anas.space.search_space import SearchSpace
 
 REDUCTIONS = ("sum", "mean")
@@ -67,12 +67,12 @@ def table_shape(space: SearchSpace) -> tuple[int, int, int, int]:
 def indicator_scores(space: SearchSpace, table: IndicatorTable, batch: ArchBatch, reduce: str = "sum") -> np.ndarray:
     """The indicator of every subnet of ``batch``: the sum (``reduce="sum"``) or mean
     (``"mean"``) over its active blocks of their mean |gamma|. One gather over the table."""
-    columns = column_slices(space)
+    columns = space.columns
     index = batch.choice_index(space)
-    width = index[:, columns["width"]][:, 1:-1]  # the stages' widths (not the first conv's, not the head's)
+    width = index[:, columns.width][:, 1:-1]  # the stages' widths (not the first conv's, not the head's)
     if table.private_bn:
         n_expand = np.array([len(s.expand_ratios) for s in space.stages])
-        op = index[:, columns["kernel_size"]] * n_expand + index[:, columns["expand_ratio"]]
+        op = index[:, columns.kernel_size] * n_expand + index[:, columns.expand_ratio]
     else:
         op = np.zeros_like(width)
     stages, blocks = np.arange(space.num_stages), np.arange(table.values.shape[1])
@@ -81,13 +81,3 @@ def indicator_scores(space: SearchSpace, table: IndicatorTable, batch: ArchBatch
     total = (per_block * active).sum(axis=(1, 2))
     return total / active.sum(axis=(1, 2)) if reduce == "mean" else total
 
-
-def column_slices(space: SearchSpace) -> dict[str, slice]:
-    """Where each list-valued setting sits among the columns of ``ArchBatch.choice_index``
-    (after the resolution)."""
-    slices, start = {}, 1
-    for setting in LIST_SETTINGS:
-        end = start + len(space.choices(setting))
-        slices[setting] = slice(start, end)
-        start = end
-    return slices

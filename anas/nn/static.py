@@ -14,15 +14,12 @@ from torch import nn
 from anas.space.arch import Arch
 from anas.space.search_space import SearchSpace, hidden_width, se_width
 
+ACTIVATION_MODULES: dict[str, type[nn.Module]] = {"swish": nn.SiLU, "relu": nn.ReLU, "hswish": nn.Hardswish}
+"""The module of each activation a space may name (``anas.space.search_space.ACTIVATIONS``)."""
+
 
 def make_activation(name: str) -> nn.Module:
-    if name == "swish":
-        return nn.SiLU()
-    if name == "relu":
-        return nn.ReLU()
-    if name == "hswish":
-        return nn.Hardswish()
-    raise ValueError(f"unknown activation {name!r}")
+    return ACTIVATION_MODULES[name]()
 
 
 def initialize(network: nn.Module, blocks) -> None:

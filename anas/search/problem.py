@@ -18,7 +18,7 @@ from anas.errors import AnasError
 from anas.predict.kinds import Predictor
 from anas.progress import Bar
 from anas.space.arch import Arch, ArchBatch, largest_arch, sample_archs, sample_archs_by_size, smallest_arch
-from anas.space.cost import batch_costs, index_costs
+from anas.space.cost import Costs, batch_costs, index_costs
 from anas.space.search_space import SearchSpace
 
 _BAND = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*-\s*(\d+(?:\.\d*)?)\s*$")
@@ -141,6 +141,18 @@ class SearchProblem:
     def mflops(self, genes: np.ndarray) -> np.ndarray:
         return index_costs(self.space, genes, self.num_classes).mflops
 
+    def in_bands(self, costs: Costs) -> np.ndarray:
+        """Which subnets of ``costs`` lie inside the MFLOPs band and the params band (when
+        there is one): the bounds known without timing anything."""
+        inside = self.flops.contains(costs.mflops)
+        if self.params is not None:
+            inside &= self.params.contains(costs.params_m)
+        return inside
+
+    def genes_in_bands(self, genes: np.ndarray) -> np.ndarray:
+        """:meth:`in_bands` of genomes."""
+        return self.in_bands(index_costs(self.space, genes, self.num_classes))
+
     def evaluate(self, genes: np.ndarray) -> Evaluated:
         """Predicted accuracy, costs and feasibility of ``genes``; counts predictor calls and
         keeps every distinct subnet in the archive."""
@@ -151,9 +163,7 @@ class SearchProblem:
         self.calls += len(genes)
         if self.progress is not None:
             self.progress.advance(len(genes))
-        feasible = self.flops.contains(costs.mflops)
-        if self.params is not None:
-            feasible &= self.params.contains(costs.params_m)
+        feasible = self.in_bands(costs)
         latency = np.full(len(genes), np.nan)
         if self.uses_latency:  # timing is costly: only subnets that meet the other bounds
             for i in np.flatnonzero(feasible):

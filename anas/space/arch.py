@@ -91,9 +91,9 @@ class ArchBatch:
     @classmethod
     def from_matrix(cls, space: SearchSpace, values: np.ndarray) -> ArchBatch:
         """The inverse of :meth:`matrix` (the values must be choices of ``space``)."""
-        ends = np.cumsum([1] + [len(space.choices(setting)) for setting in LIST_SETTINGS])
-        parts = {setting: values[:, ends[i]:ends[i + 1]] for i, setting in enumerate(LIST_SETTINGS)}
-        return cls(resolution=values[:, 0].astype(np.int64), width=parts["width"].astype(np.int64),
+        columns = space.columns
+        parts = {setting: values[:, getattr(columns, setting)] for setting in LIST_SETTINGS}
+        return cls(resolution=values[:, columns.resolution].astype(np.int64), width=parts["width"].astype(np.int64),
                    depth=parts["depth"].astype(np.int64), kernel_size=parts["kernel_size"].astype(np.int64),
                    expand_ratio=parts["expand_ratio"].astype(np.float64))
 

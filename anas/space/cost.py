@@ -115,15 +115,14 @@ class _CostTables:
 
     def costs_from_index(self, index: np.ndarray) -> Costs:
         """Costs of subnets given as choice indices in table column order."""
-        stages = len(self.stages)
-        width = [index[:, 1 + g] for g in range(stages + 2)]
-        depth, kernel, expand = (index[:, 3 + stages + i * stages:3 + stages + (i + 1) * stages] for i in range(3))
-        res = index[:, 0]
-        macs, params = _lookup(self.first, res, width[0])
-        for i in range(stages):
-            m, p = _lookup(self.stages[i], res, width[i], width[i + 1], kernel[:, i], expand[:, i], depth[:, i])
+        columns = self.space.columns
+        res, width, depth = index[:, columns.resolution], index[:, columns.width], index[:, columns.depth]
+        kernel, expand = index[:, columns.kernel_size], index[:, columns.expand_ratio]
+        macs, params = _lookup(self.first, res, width[:, 0])
+        for i in range(len(self.stages)):
+            m, p = _lookup(self.stages[i], res, width[:, i], width[:, i + 1], kernel[:, i], expand[:, i], depth[:, i])
             macs, params = macs + m, params + p
-        m, p = _lookup(self.head, res, width[-2], width[-1])
+        m, p = _lookup(self.head, res, width[:, -2], width[:, -1])
         return Costs(macs=(macs + m).astype(np.int64), params=(params + p).astype(np.int64))
 
 

@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 
 from anas.errors import AnasError
-from anas.space.arch import LIST_SETTINGS
 from anas.space.search_space import SearchSpace
 
 FORMAT = "anas-distribution-1"
@@ -62,16 +61,6 @@ class Factor:
         return lookup[genes[:, list(self.columns)] @ radix]
 
 
-def column_layout(space: SearchSpace) -> dict[str, list[int]]:
-    """The genome columns of each list-valued setting (after the resolution, column 0)."""
-    layout, start = {}, 1
-    for setting in LIST_SETTINGS:
-        n = len(space.choices(setting))
-        layout[setting] = list(range(start, start + n))
-        start += n
-    return layout
-
-
 class SubnetDistribution:
     """A product of :class:`Factor`\\ s covering every genome column once."""
 
@@ -94,12 +83,12 @@ class SubnetDistribution:
         product of its settings starts with the summed log-probabilities of the factors."""
         if self.form != "factorized":
             raise AnasError("only a factorized distribution switches to the joint form")
-        layout, names = column_layout(self.space), _column_names(self.space)
+        names = _column_names(self.space)
         by_column = {f.columns[0]: f for f in self.factors}
         grouped = set()
         factors = []
         for i, stage in enumerate(self.space.stages):
-            columns = (layout["width"][i + 1], layout["depth"][i], layout["kernel_size"][i], layout["expand_ratio"][i])
+            columns = self.space.columns.stage(i)
             grouped.update(columns)
             parts = [by_column[c] for c in columns]
             logs = [np.log(p.probabilities()) for p in parts]

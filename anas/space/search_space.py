@@ -85,11 +85,60 @@ class SearchSpace:
         return self.width_choices if setting == "width" else self.stage_choices(setting)
 
     def column_choices(self) -> list[tuple]:
-        """The choices of every setting in the table format's column order: resolution,
-        each width, each depth, each kernel size, each expand ratio. The one place that
-        order is spelled out (tables, genomes, features and cost look-ups follow it)."""
+        """The choices of every setting in the table format's column order (:attr:`columns`)."""
         return [self.resolutions, *self.width_choices, *self.stage_choices("depth"),
                 *self.stage_choices("kernel_size"), *self.stage_choices("expand_ratio")]
+
+    @property
+    def columns(self) -> ColumnLayout:
+        """Where each setting sits among a subnet's columns (tables, genomes, choice indices)."""
+        return ColumnLayout(self.num_stages)
+
+
+@dataclass(frozen=True)
+class ColumnLayout:
+    """The column order of a subnet's settings, the one place it is spelled out (tables,
+    genomes, features, choice indices and the cost and latency look-ups follow it): the
+    resolution, each width (first conv, each stage, head), each stage's depth, each
+    kernel size, each expand ratio."""
+
+    num_stages: int
+
+    @property
+    def resolution(self) -> int:
+        return 0
+
+    @property
+    def width(self) -> slice:
+        return slice(1, self.num_stages + 3)
+
+    @property
+    def depth(self) -> slice:
+        return self._stage_setting(0)
+
+    @property
+    def kernel_size(self) -> slice:
+        return self._stage_setting(1)
+
+    @property
+    def expand_ratio(self) -> slice:
+        return self._stage_setting(2)
+
+    def _stage_setting(self, k: int) -> slice:
+        start = self.num_stages + 3 + k * self.num_stages
+        return slice(start, start + self.num_stages)
+
+    def stage(self, i: int) -> tuple[int, int, int, int]:
+        """The columns of stage ``i``'s width, depth, kernel size and expand ratio."""
+        return (self.width.start + 1 + i, self.depth.start + i, self.kernel_size.start + i, self.expand_ratio.start + i)
+
+    @property
+    def first_conv_width(self) -> int:
+        return self.width.start
+
+    @property
+    def head_width(self) -> int:
+        return self.width.stop - 1
 
 
 # ----------------------------------------------------------------------------------------

@@ -57,7 +57,6 @@ import numpy as np
 
 from anas.search.problem import SearchProblem
 from anas.search.strategies.strategy import register_strategy
-from anas.space.cost import index_costs
 
 HORIZON = 15_000  # iterations of one published walk: 10,000 with the tolerance, then 5,000 rejections
 RESTARTS = 3
@@ -230,19 +229,11 @@ def _score(problem: SearchProblem, wanted: dict, scores: dict[int, float], budge
         scores[key] = float(value) if feasible else -np.inf
 
 
-def _in_bands(problem: SearchProblem, genes: np.ndarray) -> np.ndarray:
-    costs = index_costs(problem.space, genes, problem.num_classes)
-    inside = problem.flops.contains(costs.mflops)
-    if problem.params is not None:
-        inside &= problem.params.contains(costs.params_m)
-    return inside
-
-
 def _fresh_starts(problem: SearchProblem, n: int, scores: dict[int, float], rng: np.random.Generator) -> np.ndarray:
     """``n`` random subnets inside the bands, unscored ones first (the published walks start
     from a random feasible subnet)."""
     draws = problem.sample_in_band(max(16, 4 * n), rng)
-    inside = _in_bands(problem, draws)
+    inside = problem.genes_in_bands(draws)
     known = np.isin(problem.genome.keys(draws), np.fromiter(scores, dtype=np.int64, count=len(scores)))
     order = np.lexsort((known, ~inside))  # in the bands first, then unscored first
     return draws[order[:n]] if len(order) >= n else draws[order[np.arange(n) % len(order)]]
@@ -264,7 +255,7 @@ def _propose(problem: SearchProblem, current: np.ndarray, steps: np.ndarray, mov
     high = np.where(base < sizes - 1, 1, 0)
     move = low + np.floor(rng.random(base.shape) * (high - low + 1)).astype(np.int64)
     proposals = (base + np.where(chosen, move, 0)).reshape(walks * REDRAWS, length)
-    inside = _in_bands(problem, proposals).reshape(walks, REDRAWS)
+    inside = problem.genes_in_bands(proposals).reshape(walks, REDRAWS)
     first = inside.argmax(axis=1)
     picked = proposals.reshape(walks, REDRAWS, length)[np.arange(walks), first]
     outside = ~inside.any(axis=1)
@@ -272,7 +263,7 @@ def _propose(problem: SearchProblem, current: np.ndarray, steps: np.ndarray, mov
         repaired = problem.repair(picked[outside], rng)
         picked[outside] = repaired
         ok = np.ones(walks, dtype=bool)
-        ok[outside] = _in_bands(problem, repaired)
+        ok[outside] = problem.genes_in_bands(repaired)
     else:
         ok = np.ones(walks, dtype=bool)
     return [picked[i] if ok[i] else None for i in range(walks)]

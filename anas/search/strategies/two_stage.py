@@ -77,15 +77,9 @@ def stage_groups(space: SearchSpace) -> list[np.ndarray]:
     the two groups: ``[early, late]``. Early: the resolution, the first convolution's
     width and every setting of the first ``ceil(n_stages / 2)`` stages; late: the other
     stages' settings and the head's width. Together they are every column, once."""
-    n = space.num_stages
-    split = math.ceil(n / 2)
-    stage = np.arange(n)
-    widths = 1 + np.arange(n + 2)  # first conv, each stage, head
-    per_stage = [1 + 1 + stage]  # stage widths follow the resolution and the first conv's
-    per_stage += [1 + (n + 2) + k * n + stage for k in range(3)]  # depths, kernel sizes, expand ratios
-    per_stage = np.stack(per_stage)  # (4 settings, n stages)
-    early = np.concatenate([[0, widths[0]], per_stage[:, :split].ravel()])
-    late = np.concatenate([per_stage[:, split:].ravel(), [widths[-1]]])
+    columns, split = space.columns, math.ceil(space.num_stages / 2)
+    early = [columns.resolution, columns.first_conv_width, *(c for i in range(split) for c in columns.stage(i))]
+    late = [*(c for i in range(split, space.num_stages) for c in columns.stage(i)), columns.head_width]
     return [np.sort(early).astype(np.int64), np.sort(late).astype(np.int64)]
 
 
@@ -273,9 +267,7 @@ class _Search:
             if outside.any():
                 draws[outside] = problem.repair(draws[outside], rng, REPAIR_STEPS, movable=mask)
                 costs = index_costs(problem.space, draws, problem.num_classes)
-            inside = problem.flops.contains(costs.mflops)
-            if problem.params is not None:
-                inside &= problem.params.contains(costs.params_m)
+            inside = problem.in_bands(costs)
             draws = genome.unique(np.concatenate([found, draws[inside]]))
             found = draws[self.unknown(draws)]
             if len(found) >= wanted:
