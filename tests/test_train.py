@@ -291,3 +291,14 @@ def test_cli_json_summary(run_cli, tmp_path):
     data = result.json()
     assert data["epochs"] == 1 and set(data["largest"]) >= {"acc1", "acc5", "mflops", "arch"}
     assert math.isfinite(data["images_per_second"])
+
+
+def test_train_log_notes_glibcs_malloc_variables(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1073741824")
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    result = run_cli("train", "--data", "fake", "--epochs", "1", "--batch-size", "64", "--calib-batches", "1",
+                     "--sampler", "uniform", "--run-dir", tmp_path / "run", "--quiet")
+    assert result.code == 0, result.stderr
+    started = (tmp_path / "run" / "train.log").read_text().splitlines()[0]
+    assert started.endswith("steps per epoch, malloc MALLOC_TRIM_THRESHOLD_=1073741824")
+    assert_one_line_error(run_cli("train", "--keep-freed-memory"), "No such option: --keep-freed-memory")

@@ -7,7 +7,9 @@ from typing import Any
 
 from rich.table import Table
 
-from anas.cli import allocator, app
+import os
+
+from anas.cli import app
 from anas.cli.common import ReportWithProgress, err, out, print_json
 from anas.cli.flags import options_command
 from anas.options import option
@@ -20,16 +22,25 @@ class TrainCommand(ReportWithProgress):
     """The options of ``anas train`` that are the command line's own, not the run's."""
 
     resume: str | None = option(None, "Continue the run in this folder from its last checkpoint.")
-    keep_freed_memory: bool = option(True, "Have glibc's malloc keep freed memory for the next step (faster CPU "
-                                           "steps; the process keeps its peak memory). A setting of this process, "
-                                           "noted in train.log.")
+
+
+MALLOC_VARIABLES = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
+"""glibc's settings of when malloc gives freed memory back (docs/train.md, "The memory
+allocator"): read when the process starts, so they are set in the environment of ``anas
+train``, and train.log notes them."""
+
+
+def process_notes() -> tuple[str, ...]:
+    """What train.log says of this process's settings: glibc's malloc variables, if set."""
+    settings = [f"{name}={os.environ[name]}" for name in MALLOC_VARIABLES if name in os.environ]
+    return (f"malloc {' '.join(settings)}",) if settings else ()
 
 
 @app.command()
 @options_command(TrainConfig, TrainCommand)
 def train(values: dict[str, Any], cli: TrainCommand, config: str | None) -> None:
     """Train a supernet with the sandwich rule, in-place distillation and attentive sampling."""
-    notes = ("malloc keeps freed memory",) if cli.keep_freed_memory and allocator.keep_freed_memory() else ()
+    notes = process_notes()
     if cli.resume is not None:
         if config is not None:
             err.print("note: --config is ignored with --resume (the run keeps its configuration)")

@@ -41,21 +41,17 @@ def crop(tensor: torch.Tensor, *sizes: int) -> torch.Tensor:
     ``sizes[1]``) channels and the centre of the further (spatial) dimensions; dimensions
     not named keep their size. The tensor itself when nothing is cut off.
 
-    One strided view (``Tensor.as_strided``), so one autograd node and one zero-filled
-    gradient per cropped tensor, whatever the number of cut dimensions: indexing
-    ``weight[:o, :i]`` chains a view per dimension, each with a gradient of its own size.
-    On the ``cifar`` space's smallest subnet at batch 64, the strided view measured
-    0.5-1.5 % less supernet/static time than chained indexing (same process, paired
-    rounds, four runs)."""
+    Plain slicing (a view). A single ``Tensor.as_strided`` view per tensor, one autograd
+    node instead of one per cut dimension, measured no faster beyond this project's
+    CPU noise in ``benchmarks/train_step.py`` (docs/train.md, "Supernet against static
+    network")."""
     shape = tensor.shape
     sizes = (*sizes, *shape[len(sizes):])
     if sizes == shape:
         return tensor
-    strides = tensor.stride()
-    offset = tensor.storage_offset()
-    for dim in range(2, len(shape)):  # centre the spatial dimensions
-        offset += (shape[dim] - sizes[dim]) // 2 * strides[dim]
-    return tensor.as_strided(sizes, strides, offset)
+    channels = [slice(0, size) for size in sizes[:2]]
+    spatial = [slice((full - size) // 2, (full - size) // 2 + size) for full, size in zip(shape[2:], sizes[2:])]
+    return tensor[(*channels, *spatial)]
 
 
 class DynamicBatchNorm2d(nn.BatchNorm2d):

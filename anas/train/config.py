@@ -28,8 +28,8 @@ AMP_MODES = ("none", "bf16", "fp16")
 
 RETIRED_OPTIONS = {"keep_freed_memory"}
 """Options that configurations written by earlier versions hold and that are no longer
-training options (``keep_freed_memory`` is a process setting of ``anas train``); reading
-such a file skips them."""
+training options (``keep_freed_memory`` was a process setting, now glibc's environment
+variables: docs/train.md); reading such a file skips them."""
 
 
 @dataclass(frozen=True, kw_only=True)
