@@ -1,3 +1,3 @@
 """anas: two-stage, weight-sharing neural architecture search in the style of AttentiveNAS."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -173,8 +173,9 @@ def training_step(config_values: dict, folder: str):
         from anas.runtime.rundir import RunDir
         from anas.train.loop import set_up, supernet_trainee
     except ImportError:  # anas before 0.2 (--against an earlier checkout)
-        from anas.train.loop import Trainer
         from anas.train.rundir import RunDir
+
+        from anas.train.loop import Trainer
 
         trainer = Trainer(config, RunDir(folder), space, progress=False)
         return (lambda images, labels, index: trainer.train_step(images, labels)), trainer.num_classes

@@ -43,6 +43,7 @@ def micro_tiny():
     return space_from_dict(data)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_zero_output_candidate_gets_the_lowest_weight_in_every_stage(monkeypatch, seed):
     real = mixed_net.candidate_block
@@ -220,6 +221,7 @@ def test_new_block_fields_reach_the_networks():
     assert isinstance(net.blocks[-1].depthwise.act, nn.SiLU) and net.blocks[-1].se is None
 
 
+@pytest.mark.slow
 def test_an_evolved_like_space_trains_and_exports_to_onnx(run_cli, tmp_path):
 
     from anas.space.schema import write_space

@@ -94,6 +94,7 @@ def test_bad_inputs_are_one_line_errors(run_cli, tmp_path):
     assert not (tmp_path / "x.csv").exists()
 
 
+@pytest.mark.slow
 def test_python_dash_m_and_exit_codes():
     ok = subprocess.run([sys.executable, "-m", "anas", "profile", "--space", "tiny", "--arch", "min", "--json"],
                         capture_output=True, text=True)

@@ -99,6 +99,7 @@ def test_labels_are_never_read(tmp_path):
     assert losses[0] == losses[2] and torch.equal(losses[1], losses[3])
 
 
+@pytest.mark.slow
 def test_resume_is_bit_exact(tmp_path):
     a, b = straight_and_resumed(LABEL_FREE, tmp_path)
     assert_same_tensors(a["model"], b["model"])

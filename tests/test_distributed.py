@@ -85,6 +85,7 @@ def _train_in_two_processes(folder, options: dict) -> list[dict]:
     return [json.loads((folder / f"rank{r}.json").read_text()) for r in range(2)]
 
 
+@pytest.mark.slow
 def test_two_processes_sample_the_same_subnets_and_stay_in_sync(tmp_path):
     ranks = _train_in_two_processes(tmp_path, OPTIONS)
     assert len(ranks[0]["subnets"]) == 2 * 256 // (8 * 2)  # 2 per step; each rank sees half of every batch
@@ -103,6 +104,7 @@ def test_two_processes_sample_the_same_subnets_and_stay_in_sync(tmp_path):
         assert shared["loss"] == pytest.approx(single["loss"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_two_processes_learn_the_same_fpnas_distribution(tmp_path):
     """FP-NAS's distribution steps on the held-out batch, the same on every rank, with
     loss scores averaged over the ranks: every rank keeps the same logits and draws."""
@@ -115,6 +117,7 @@ def test_two_processes_learn_the_same_fpnas_distribution(tmp_path):
     assert ranks[0]["weights"] == ranks[1]["weights"]
 
 
+@pytest.mark.slow
 def test_torchrun_command_line(tmp_path):
     """Also BN-NAS's options: BN-only training keeps every other weight as initialized."""
     run = tmp_path / "run"
@@ -136,6 +139,7 @@ def test_torchrun_command_line(tmp_path):
     assert trained and all(".project.bn." in name for name in trained)
 
 
+@pytest.mark.slow
 def test_torchrun_label_free_gathers_the_keys_of_every_rank(tmp_path):
     run = tmp_path / "run"
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -151,6 +155,7 @@ def test_torchrun_label_free_gathers_the_keys_of_every_rank(tmp_path):
     assert state["objective"]["pointer"] == 16 * 16 % 48  # 16 keys a step: both ranks' 8
 
 
+@pytest.mark.slow
 def test_torchrun_space_evolution_trains_the_mixed_network_data_parallel(tmp_path):
     folder = tmp_path / "evo"
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

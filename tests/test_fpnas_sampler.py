@@ -35,6 +35,7 @@ def test_training_writes_the_distribution_its_mode_and_metrics(tmp_path, tiny):
     assert all(row["fpnas_k"] >= 2 and row["fpnas_entropy"] > 0 for row in metrics)
 
 
+@pytest.mark.slow
 def test_resume_restores_the_distribution_exactly(tmp_path):
     a, b = straight_and_resumed(FPNAS_RUN, tmp_path)
     assert a["sampler"]["logits"] == b["sampler"]["logits"]

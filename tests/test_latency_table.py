@@ -194,6 +194,7 @@ def test_interrupted_build_resumes_with_what_it_measured(tiny, tmp_path, fake_ti
     assert read_latency_table(path).entries == table.entries
 
 
+@pytest.mark.slow
 def test_ort_cpu_table_times_onnxruntime(tmp_path):
     path = tmp_path / "ort.json"
     table = build_latency_table(micro_space(), TableConfig(device="ort-cpu", runs=2, warmup=1, subnets=5, threads=1),

@@ -127,6 +127,7 @@ def load(name):
     return load_space(name)
 
 
+@pytest.mark.slow
 def test_torchrun_ranks_evaluate_disjoint_subnets(trained_run, tmp_path):
     import shutil
 

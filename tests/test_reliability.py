@@ -157,6 +157,7 @@ def test_records_made_differently_are_not_mixed(run, run_cli, tmp_path):
     assert (run / "records.csv").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_two_concurrent_predict_fits_keep_the_union_of_their_rows(tmp_path):
     folder = train_tiny_run(tmp_path / "run")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

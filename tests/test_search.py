@@ -53,30 +53,6 @@ def test_pareto_mask():
     assert pareto_mask(objectives).tolist() == [True, False, True, True, False]
 
 
-@pytest.mark.parametrize("strategy", ["nsga2", "evolution", "random"])
-def test_strategies_stay_inside_the_band(attentive, attentive_predictor, strategy):
-    predictor, _ = attentive_predictor
-    problem = SearchProblem(attentive, predictor, Band(400, 600))
-    result = search(problem, strategy, budget=1200, seed=0)
-    assert problem.calls <= 1200 * 1.1
-    front = result.archive.mflops[result.front]
-    assert ((front >= 400) & (front <= 600)).all()
-    assert result.best == result.front[0]
-    assert result.archive.pred_acc1[result.best] == result.archive.pred_acc1[result.archive.feasible].max()
-
-
-@pytest.mark.parametrize("strategy, budget", [("anneal", 700), ("two-stage", 500)])
-def test_same_seed_same_archive(tiny, tiny_linear, strategy, budget):
-    def archive(seed):
-        problem = SearchProblem(tiny, tiny_linear, Band(1, 2))
-        search(problem, strategy, budget, seed)
-        return problem.archive()
-
-    first, again, other = archive(3), archive(3), archive(4)
-    assert np.array_equal(first.genes, again.genes) and np.array_equal(first.pred_acc1, again.pred_acc1)
-    assert not np.array_equal(first.genes, other.genes)
-
-
 def test_narrow_band_next_to_the_smallest_subnet_is_searched_within_the_budget(attentive, attentive_predictor):
     """1 subnet in about 10^5 falls in 200-225 MFLOPs: band sampling and repair still find
     many, and the strategies stop at their budget (no rejection loop)."""
@@ -182,6 +158,7 @@ def test_predictor_of_another_space_than_the_run(run_cli, attentive_predictor, t
                                   "--verify", "2"), "fitted on space attentive-nas", "of space tiny")
 
 
+@pytest.mark.slow
 def test_train_predict_fit_search_verify_end_to_end(run_cli, tmp_path):
     """The user's journey on the embedded digits: train, evaluate and fit, search, verify."""
     run = tmp_path / "run"

@@ -162,6 +162,7 @@ def test_a_table_made_with_other_epochs_is_not_mixed_in(run, run_cli, tmp_path):
     assert (out / "standalone.csv").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_torchrun_spreads_the_subnets_and_matches_one_process(run, tmp_path):
     """The two commands, each in fresh processes with the same number of threads."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -47,6 +47,7 @@ def test_default_momentum_follows_the_run_length():
     assert default_momentum(10**6) == 0.999 and default_momentum(5) == 0.0
 
 
+@pytest.mark.slow
 def test_teacher_gets_no_gradients_and_moves_during_training(tmp_path):
     from anas.runtime.rundir import RunDir
     from anas.space.schema import load_space
@@ -129,6 +130,7 @@ def test_teacher_targets_use_the_runs_mixed_precision(tiny):
     assert not torch.equal(regularizer.targets[0], full)
 
 
+@pytest.mark.slow
 def test_resume_with_a_teacher_is_bit_exact(tmp_path):
     options = {**PINAS, "data": "fake", "batch_size": 16}
     a, b = straight_and_resumed(options, tmp_path)

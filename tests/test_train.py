@@ -71,6 +71,7 @@ def test_config_file_and_flags(tmp_path):
     assert summary.epochs == 1 and config["sampler"] == "uniform" and config["num_subnets"] == 3
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     start_training(_options(tmp_path / "a"), progress=False)
     train_until_interrupted(_options(tmp_path / "b"))
@@ -127,6 +128,7 @@ def test_extending_a_finished_run(tmp_path):
     assert summary.epochs == 2
 
 
+@pytest.mark.slow
 def test_training_improves_on_digits(tmp_path):
     summary = start_training({"space": "tiny", "data": "digits", "epochs": 3, "sampler": "uniform", "lr": 0.4,
                               "calib_batches": 4, "run_dir": str(tmp_path / "run")}, progress=False)

@@ -9,7 +9,6 @@ from synthetic import synthetic_acc1
 from anas.predict.kinds.lightgbm import LightGBMOptions, LightGBMPredictor
 from anas.search.problem import Band, SearchProblem
 from anas.search.runner import search
-from anas.search.strategies import STRATEGIES
 from anas.search.strategies.two_stage import EARLY, LATE, _Search, stage_groups
 from anas.space.arch import ArchBatch, sample_archs
 from anas.space.cost import batch_costs
@@ -22,10 +21,6 @@ def attentive_lightgbm(attentive):
     pool = sample_archs(attentive, 1000, rng)
     return LightGBMPredictor.fit(attentive, pool, synthetic_acc1(attentive, pool, rng),
                                  LightGBMOptions(n_estimators=100))
-
-
-def test_registered():
-    assert "two-stage" in STRATEGIES.names()
 
 
 @pytest.mark.parametrize("space_name, split", [("tiny", 2), ("attentive", 4)])
@@ -141,23 +136,6 @@ def test_tiny_reaches_the_exhaustive_optimum(tiny, tiny_linear, tiny_everything)
     optimum = pred[(mflops >= 1) & (mflops <= 2)].max()
     found = [search(SearchProblem(tiny, tiny_linear, Band(1, 2)), "two-stage", 2000, seed).archive for seed in range(3)]
     assert all(archive.pred_acc1[archive.feasible].max() >= optimum - 0.01 for archive in found)
-
-
-def test_a_band_with_few_subnets_ends_early(tiny, tiny_linear, tiny_everything):
-    _, mflops, _, pred = tiny_everything
-    lo, hi = float(np.sort(mflops)[20]), float(np.sort(mflops)[60])
-    inside = (mflops >= lo) & (mflops <= hi)
-    problem = SearchProblem(tiny, tiny_linear, Band(lo, hi))
-    result = search(problem, "two-stage", 1000, 0)
-    assert problem.calls <= inside.sum() < 1000
-    assert result.archive.pred_acc1[result.best] == pytest.approx(pred[inside].max())
-
-
-def test_params_band(attentive, attentive_linear):
-    problem = SearchProblem(attentive, attentive_linear, Band(400, 700), params=Band(0, 11))
-    result = search(problem, "two-stage", 1000, 0)
-    assert problem.calls <= 1000 and result.archive.feasible.sum() >= 100
-    assert (result.archive.params_m[result.front] <= 11).all()
 
 
 def test_latency_band_incumbents_are_feasible(tiny, tiny_linear):

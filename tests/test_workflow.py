@@ -1,9 +1,12 @@
+import pytest
+
 """The card's pipeline with no paths, from a clean folder: each command finds what the one
 before wrote under ./runs and says which folder it took."""
 
 from conftest import assert_one_line_error
 
 
+@pytest.mark.slow
 def test_train_predict_fit_search_export_with_no_paths(run_cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert_one_line_error(run_cli("search", "--flops", "1-2"), "no run folder under runs/", "anas predict-fit")
