@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py [--quick] [--device cuda] [--amp bf16|fp16] [--channels-last]
                                     [--processes N] [--glibc-defaults] [--against PATH]
+                                    [--spaces cifar,attentive-nas] [--no-steps] [--out FILE]
 
 1. The time of one sandwich step (largest + 2 sampled + smallest subnet, gradient
    accumulation, one SGD step) of the ``cifar`` space at batch 64, with the uniform and the
@@ -24,7 +25,8 @@ alternately, so both share the machine's drift; for each figure it reports both 
 the median of the paired ratios (this tree over the earlier one).
 
 Prints the figures and writes benchmarks/results/train_step.json (on the CPU in float32;
-other settings write train_step-DEVICE[-AMP][-channels-last][-glibc-defaults].json).
+other settings write train_step-DEVICE[-AMP][-channels-last][-glibc-defaults].json), or
+``--out FILE``; ``--spaces`` and ``--no-steps`` measure a part of it.
 """
 
 from __future__ import annotations
@@ -307,6 +309,9 @@ def main() -> None:
     parser.add_argument("--glibc-defaults", action="store_true", help="leave glibc's malloc settings alone")
     parser.add_argument("--processes", type=int, default=3, help="fresh processes per figure (1 with --quick)")
     parser.add_argument("--against", type=Path, help="a checkout of an earlier anas to measure alongside")
+    parser.add_argument("--spaces", default=",".join(SIZES), help="spaces of the supernet/static ratios")
+    parser.add_argument("--no-steps", action="store_true", help="leave the sandwich step out")
+    parser.add_argument("--out", type=Path, help="results file (default: benchmarks/results/train_step*.json)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -320,7 +325,10 @@ def main() -> None:
     result: dict = {"supernet_vs_static": [], "supernet_vs_static_sandwich": []}
     against: dict = {"path": str(args.against), "commit": commit_of(args.against), "pairs": processes,
                      "supernet_vs_static": [], "sandwich_step": []} if args.against else {}
-    for space, batch in SIZES.items():
+    spaces = [name.strip() for name in args.spaces.split(",") if name.strip()]
+    if not set(spaces) <= set(SIZES):
+        parser.error(f"--spaces: use {', '.join(SIZES)}")
+    for space, batch in ((name, SIZES[name]) for name in spaces):
         task = {"kind": "ratios", "space": space, "batch": batch, "rounds": rounds, "seconds": seconds,
                 "setting": asdict(setting)}
         runs = measured(task, trees, processes)
@@ -336,13 +344,16 @@ def main() -> None:
                 print_ratio(earlier, "   earlier: ")
                 against["supernet_vs_static"].append({"space": space, "subnet": row["subnet"], "ratio": row["ratio"],
                                                       "ratio_before": earlier["ratio"], "paired_change": change})
-    task = {"kind": "steps", "space": "cifar", "batch": SIZES["cifar"], "steps": steps, "setting": asdict(setting)}
-    runs = measured(task, trees, processes)
-    result["sandwich_step"] = step_rows(runs[TREE])
+    result["sandwich_step"] = []
+    if not args.no_steps:
+        task = {"kind": "steps", "space": "cifar", "batch": SIZES["cifar"], "steps": steps,
+                "setting": asdict(setting)}
+        runs = measured(task, trees, processes)
+        result["sandwich_step"] = step_rows(runs[TREE])
     for row in result["sandwich_step"]:
         print(f"{row['space']:>13} sandwich step ({row['sampler']}, 4 subnets, batch {row['batch']}): "
               f"{row['step_ms']:8.1f} ms ({row['images_per_second']:,.0f} images/s)")
-    if args.against:
+    if args.against and result["sandwich_step"]:
         for row, earlier, change in zip(result["sandwich_step"], step_rows(runs[trees[1]]),
                                         paired(runs[TREE], runs[trees[1]], "step_ms")):
             print(f"      earlier: sandwich step ({row['sampler']}): {earlier['step_ms']:8.1f} ms; this tree over "
@@ -350,6 +361,7 @@ def main() -> None:
             against["sandwich_step"].append({"space": row["space"], "sampler": row["sampler"],
                                              "step_ms": row["step_ms"], "step_ms_before": earlier["step_ms"],
                                              "paired_change": change})
+    if args.against:
         for row in against["supernet_vs_static"]:
             print(f"{row['space']:>13} {row['subnet']:>8}: ratio {row['ratio']:.3f}, earlier {row['ratio_before']:.3f}"
                   f"; this tree over the earlier one, median of the pairs: {row['paired_change']:.3f}")
@@ -359,8 +371,8 @@ def main() -> None:
                   machine={"cpus": os.cpu_count(), "python": platform.python_version(), "commit": commit_of(TREE)})
     print(f"largest supernet/static ratio: {result['max_ratio']:.3f} (target <= {TARGET})")
     if not args.quick:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        path = RESULTS / ("train_step.json" if setting.label == "cpu" else f"train_step-{setting.label}.json")
+        path = args.out or RESULTS / ("train_step.json" if setting.label == "cpu" else f"train_step-{setting.label}.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {path}")
 
