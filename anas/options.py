@@ -53,7 +53,6 @@ class OptionInfo:
     check: Callable[[Any, str], None] | None = None  # a further check of a value: (value, flag), raises AnasError
     fixed_on_resume: bool = False  # a run, table or evolution cannot continue with another value
     argument: bool = False  # a positional argument of the command, not a flag
-    panel: str | None = None  # the --help group it is listed in
 
 
 def option(default: Any = MISSING, help: str = "", *, default_factory: Any = MISSING, **info: Any) -> Any:
@@ -106,7 +105,8 @@ def _base_type(annotation: Any) -> tuple[type, bool, bool]:
 
 @functools.cache
 def declared(cls: type) -> tuple[Declared, ...]:
-    """The options of the dataclass ``cls``, in field order (inherited ones first)."""
+    """The options of the dataclass ``cls``: its own first, then inherited ones (each group
+    in field order)."""
     hints = typing.get_type_hints(cls)
     owners = {}
     for klass in reversed(cls.__mro__):
@@ -157,7 +157,7 @@ def _checked_item(decl: Declared, value: Any, where: str, strict: bool = True) -
         raise AnasError(f"{where}{decl.flag} must be of type {kind.__name__}, got {value!r}")
     info = decl.info
     if kind is float and info.finite and not math.isfinite(value):
-        raise AnasError(f"{decl.flag} must be a finite number, got {plain(value)}")
+        raise AnasError(f"{where}{decl.flag} must be a finite number, got {plain(value)}")
     _check_range(decl, value)
     if info.check is not None:
         info.check(value, decl.flag)

@@ -51,8 +51,7 @@ def _parameter(decl: opts.Declared, panel: str | None) -> inspect.Parameter:
         names += list(decl.info.aliases)
         if decl.info.short:
             names.append(decl.info.short)
-        info = typer.Option(None, *names, help=_help(decl), show_default=False,
-                            rich_help_panel=decl.info.panel or panel)
+        info = typer.Option(None, *names, help=_help(decl), show_default=False, rich_help_panel=panel)
         annotation = annotation | None
     return inspect.Parameter(decl.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from rich.table import Table
-
-import os
 
 from anas.cli import app
 from anas.cli.common import ReportWithProgress, err, out, print_json

@@ -26,7 +26,7 @@ from anas.io import read_yaml
 from anas.nn.accuracy import EvalResult, evaluate_subnet
 from anas.nn.probe import probe_subnet
 from anas.nn.supernet import Supernet
-from anas.options import check_unchanged, to_yaml
+from anas.options import check_unchanged, to_yaml, values_from_config
 from anas.progress import progress_bars
 from anas.runtime.device import resolve_device
 from anas.runtime.distributed import (
@@ -50,7 +50,7 @@ from anas.space.arch import Arch, largest_arch, smallest_arch
 from anas.space.cost import arch_costs
 from anas.space.schema import load_space, space_to_dict
 from anas.space.search_space import SearchSpace
-from anas.train.config import TrainConfig, build_config, config_from_mapping, saved_config
+from anas.train.config import RETIRED_OPTIONS, TrainConfig, build_config, config_from_mapping, saved_config
 from anas.train.estimators import EstimatorContext, build_estimator
 from anas.train.objectives import ObjectiveContext, build_objective
 from anas.train.recipe import autocast_factory, freeze_all_but, parameter_groups, warmup_cosine
@@ -453,8 +453,7 @@ def start_training(overrides: dict[str, Any], config_file: str | None = None, pr
                    on_epoch_end: Callable[[int, dict], None] | None = None,
                    process_notes: tuple[str, ...] = ()) -> TrainSummary | None:
     """A new run: defaults, then ``config_file``, then the given options."""
-    base = config_from_mapping(read_yaml(config_file, "config file"), str(config_file)) if config_file else {}
-    config = build_config(overrides, base)
+    config = build_config(values_from_config(TrainConfig, overrides, config_file, RETIRED_OPTIONS))
     space = load_space(config.space)
     run_dir = RunDir(config.run_dir or config.default_run_dir())
     if run_dir.has_checkpoint():
