@@ -1,13 +1,17 @@
-"""Every supernet-training method measured the same way, on the embedded default.
+"""Every supernet-training method measured the same way, on the digits or Fashion-MNIST.
 
-    python benchmarks/methods.py [--quick] [--methods uniform,bestup-k3] [--work DIR]
+    python benchmarks/methods.py [--data fashion-mnist] [--quick] [--methods uniform,bestup-k3] [--work DIR]
 
 For each method (a set of ``anas train`` options and a way to rank subnets) and each of
-3 seeds, it trains a supernet with the README's main job (``tiny`` space, embedded
-digits, 12 epochs, the AttentiveNAS recipe), evaluates the same 64 subnets spread over
-the MFLOPs range with BN recalibration (``anas predict-fit``'s records), and compares
-them with 8 of those subnets trained stand-alone once (``anas standalone``, seed 0, the
-same recipe and epochs). A method ranks subnets by their evaluated top-1 (the supernet's
+3 seeds, it trains a supernet with the README's main job (``tiny`` space, the AttentiveNAS
+recipe) under one compute budget per dataset (:data:`SCALES`): the embedded digits for
+12 epochs, or Fashion-MNIST's first 1,000 training images of each class for 5 epochs
+(10,000 images, a sixth of its training split: the budget that fits the whole benchmark,
+3 seeds, into about 3 hours on a 2-core CPU) with all 10,000 test images for validation.
+It evaluates the same 64 subnets spread over the MFLOPs range with BN recalibration
+(``anas predict-fit``'s records), and compares them with 8 of those subnets trained
+stand-alone once (``anas standalone``, seed 0, the same recipe and epochs), shared by
+every method. A method ranks subnets by their evaluated top-1 (the supernet's
 weights), or by a zero-cost predictor read from its run (``--kind bn``: the BN-NAS
 indicator). Per method it reports the mean and the spread (standard deviation over
 seeds, and min..max) of
@@ -20,9 +24,12 @@ seeds, and min..max) of
 
 next to the taus of MFLOPs alone and params alone.
 
-Prints one table and writes benchmarks/results/methods.json (``--quick``: 1 seed, 1
-epoch, 16 and 4 subnets, written to methods-quick.json, for tests). A method issue adds
-its row to ``METHODS``.
+Prints one table and writes benchmarks/results/methods.json, or methods-fashion-mnist.json
+(``--quick``: 1 seed, 1 epoch, 16 and 4 subnets, written to methods[-DATA]-quick.json,
+for tests). It can run a part at a time: with ``--work`` the runs, evolutions and
+stand-alone trainings already there are reused (an interrupted run resumes), and the
+methods of an earlier part stay in the results file when its scale is the same. A method
+issue adds its row to ``METHODS``.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import statistics
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,20 +49,22 @@ import torch
 
 from anas.autospace.evolve import evolve_space
 from anas.autospace.population import largest_mflops
+from anas.data import fashion_mnist
 from anas.errors import AnasWarning
 from anas.evaluate.run_records import collect_records
 from anas.evaluate.standalone import StandaloneOptions, standalone
 from anas.evaluate.trained import TrainedRun, load_trained_run
-from anas.io import atomic_write_json
+from anas.io import atomic_write_json, read_json
 from anas.predict.kinds import PREDICTOR_KINDS
 from anas.predict.metrics import rank_metrics
+from anas.runtime.rundir import load_checkpoint
 from anas.space.arch import ArchBatch
 from anas.space.compare import space_changes
 from anas.space.cost import batch_costs, mflops_range
 from anas.space.sampling import spread_sample
 from anas.space.schema import load_space
 from anas.space.table_format import subnet_keys
-from anas.train.loop import start_training
+from anas.train.loop import resume_training, start_training
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -93,34 +102,67 @@ BANDS = 4
 
 @dataclass(frozen=True)
 class Scale:
+    data: str = "digits"
     seeds: tuple[int, ...] = (0, 1, 2)
     epochs: int = 12  # the README's main job
     subnets: int = 64  # evaluated with the supernet's weights
     standalone: int = 8  # trained stand-alone (the first of the 64)
     generations: int = 10  # of a space evolution (methods with ``evolve``); its other options are the defaults
+    train_per_class: int | None = None  # Fashion-MNIST: the first N training images of each class (None: all)
+    test_per_class: int | None = None  # and of its test images
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "seeds": list(self.seeds)}
 
 
-QUICK = Scale(seeds=(0,), epochs=1, subnets=16, standalone=4, generations=1)
+SCALES = {
+    "digits": Scale(),
+    "fashion-mnist": Scale(data="fashion-mnist", epochs=5, train_per_class=1000),
+}
+QUICK = {
+    "digits": Scale(seeds=(0,), epochs=1, subnets=16, standalone=4, generations=1),
+    "fashion-mnist": Scale(data="fashion-mnist", seeds=(0,), epochs=1, subnets=16, standalone=4, generations=1,
+                           train_per_class=20, test_per_class=10),
+}
 MAIN_SPACE = "tiny"
 
 
+def data_options(work: Path, scale: Scale) -> dict:
+    """The ``anas train`` options of the scale's data: for Fashion-MNIST a folder of the
+    subset it trains on, written once into the work folder from Debian's package."""
+    if scale.data != "fashion-mnist":
+        return {"data": scale.data}
+    folder = work / f"fashion-mnist-{scale.train_per_class or 'all'}-{scale.test_per_class or 'all'}"
+    if not (folder / f"{fashion_mnist.FILES['test'][1]}.gz").is_file():
+        fashion_mnist.write_subset(folder, fashion_mnist.DEBIAN_FOLDER, scale.train_per_class, scale.test_per_class)
+    return {"data": scale.data, "data_dir": str(folder)}
+
+
 def train_run(work: Path, method: str, seed: int, scale: Scale) -> Path:
+    """The run of ``method`` and ``seed`` in the work folder: trained, finished or reused."""
     folder = work / f"{method}-seed{seed}"
-    options = METHODS[method]["train"]
+    options = {**data_options(work, scale), **METHODS[method]["train"]}
     epochs = min(options.get("epochs", scale.epochs), scale.epochs)
     if "evolve" in METHODS[method]:
         options = {**options, "space": str(evolved_space_file(work, method, seed, scale))}
-    if not (folder / "checkpoints" / "last.pt").is_file():
+    checkpoint = folder / "checkpoints" / "last.pt"
+    if not checkpoint.is_file():
         start_training({**options, "seed": seed, "epochs": epochs, "run_dir": str(folder)}, progress=False)
+    elif unfinished(load_checkpoint(checkpoint), epochs):
+        resume_training(str(folder), {}, progress=False)
     return folder
+
+
+def unfinished(state: dict, epochs: int) -> bool:
+    return state["epoch"] < epochs or state["step_in_epoch"] > 0
 
 
 def evolved_space_file(work: Path, method: str, seed: int, scale: Scale) -> Path:
     """The space ``anas space evolve`` makes from the main job's for this method and seed
     (an evolution already in the work folder resumes or is reused)."""
     budget = largest_mflops(load_space(MAIN_SPACE))
-    options = {**METHODS[method]["evolve"], "space": MAIN_SPACE, "seed": seed, "generations": scale.generations,
-               "max_flops": budget}
+    options = {**METHODS[method]["evolve"], **data_options(work, scale), "space": MAIN_SPACE, "seed": seed,
+               "generations": scale.generations, "max_flops": budget}
     if scale.generations < Scale.generations:  # --quick: a few steps
         options["steps"] = 5
     return evolve_space(options, folder=work / f"{method}-seed{seed}-evolution", progress=False).path
@@ -225,19 +267,37 @@ def cell(stats: dict, digits: int = 2) -> str:
     return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
 
 
+def results_file(args: argparse.Namespace) -> Path:
+    if args.out:
+        return Path(args.out)
+    data = "" if args.data == "digits" else f"-{args.data}"
+    return RESULTS / f"methods{data}{'-quick' if args.quick else ''}.json"
+
+
+def earlier_result(out: Path, scale: Scale) -> dict:
+    """What an earlier part of the benchmark wrote to ``out`` at the same scale (else {})."""
+    if not out.is_file():
+        return {}
+    earlier = read_json(out, "results file")
+    return earlier if earlier.get("scale") == scale.as_dict() else {}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="digits", choices=sorted(SCALES), help="dataset and its scale (SCALES)")
     parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, 16 and 4 subnets (for tests)")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated names of METHODS")
     parser.add_argument("--work", default=None, help="folder of the runs (default: a temporary one); "
                                                      "runs already there are reused")
-    parser.add_argument("--out", default=None, help="results file (default: benchmarks/results/methods[-quick].json)")
+    parser.add_argument("--out", default=None, help="results file (default: benchmarks/results/methods[-DATA]"
+                                                    "[-quick].json)")
     args = parser.parse_args()
-    scale = QUICK if args.quick else Scale()
+    scale = (QUICK if args.quick else SCALES)[args.data]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"unknown method(s) {', '.join(unknown)}: use {', '.join(METHODS)}")
+    out = results_file(args)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -252,16 +312,17 @@ def main() -> None:
         standalone_acc = dict(zip(subnet_keys(reference_run.space, table), map(float, table["acc1_standalone"])))
         reference_acc = [evaluated_top1(load_trained_run(folder), scale) for folder in runs[REFERENCE]]
         edges = band_edges(reference_run)
-        per_method = {}
+        earlier = earlier_result(out, scale)
+        per_method = earlier.get("methods", {})
         for method in methods:
             per_seed = [figures_of_run(method, folder, scale, standalone_acc, reference_acc[i], edges)
                         for i, folder in enumerate(runs[method])]
             per_method[method] = {"options": METHODS[method], "per_seed": per_seed, **summarize(per_seed)}
+        per_method = {m: per_method[m] for m in METHODS if m in per_method}  # METHODS's order
         baselines = cost_baselines(reference_run, scale, standalone_acc, reference_acc)
         result = {
-            "scale": {"seeds": list(scale.seeds), "epochs": scale.epochs, "subnets": scale.subnets,
-                      "standalone": scale.standalone, "space": MAIN_SPACE, "data": "digits",
-                      "evolution_generations": scale.generations},
+            "scale": scale.as_dict(),
+            "space": MAIN_SPACE,
             "band_edges_mflops": [float(e) for e in edges],
             "standalone": {"acc1": [float(v) for v in table["acc1_standalone"]],
                            "mflops": [float(v) for v in table["mflops"]],
@@ -270,15 +331,15 @@ def main() -> None:
             "baselines": baselines,
             "reference": REFERENCE,
             "seconds": time.perf_counter() - started,
+            "parts": [*earlier.get("parts", []), {"methods": methods, "seconds": time.perf_counter() - started}],
             "machine": {"platform": platform.platform(), "torch": torch.__version__,
                         "threads": torch.get_num_threads()},
         }
-    out = Path(args.out) if args.out else RESULTS / f"methods{'-quick' if args.quick else ''}.json"
     atomic_write_json(out, result)
     bands = [f"{edges[b]:.2f}-{edges[b + 1]:.2f}" for b in range(BANDS)]
     header = ["method", *(f"best {b} MFLOPs" for b in bands), f"mean of {scale.subnets}",
               f"tau ({scale.standalone} stand-alone)", f"tau ({REFERENCE} evaluated)"]
-    print(f"{len(scale.seeds)} seed(s), {scale.epochs} epochs; mean ± std over seeds")
+    print(f"{scale.data}: {len(scale.seeds)} seed(s), {scale.epochs} epochs; mean ± std over seeds")
     print(" | ".join(header))
     for method, figures in per_method.items():
         row = [method, *(cell(s) for s in figures["best_acc1_per_band"]), cell(figures["mean_acc1"]),

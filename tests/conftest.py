@@ -109,6 +109,14 @@ def tiny_table(tmp_path_factory):
     return path
 
 
+def one_line_error(excinfo, *fragments: str) -> None:
+    """An exception's message (from ``pytest.raises``) is one line and names each fragment."""
+    message = str(excinfo.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+
+
 def assert_one_line_error(result: CliResult, *fragments: str) -> None:
     """Exit code 2, exactly one line on stderr that names the problem, no traceback."""
     assert result.code == 2, (result.code, result.stdout, result.stderr)

@@ -4,22 +4,16 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from conftest import one_line_error
 from PIL import Image
 
-from anas.data import DataConfig, load_data, make_loader
+from anas.data import DataConfig, TensorImages, load_data, make_loader
 from anas.errors import AnasError, DataError
 
 
 @pytest.fixture(scope="module")
 def digits():
     return load_data(DataConfig.named())
-
-
-def one_line_error(excinfo, *fragments: str) -> None:
-    message = str(excinfo.value)
-    assert "\n" not in message
-    for fragment in fragments:
-        assert fragment in message, (fragment, message)
 
 
 def test_digits_splits_shapes_and_labels(digits):
@@ -55,6 +49,17 @@ def test_digits_augmentation_translates_and_follows_torch_seed(digits):
     assert any(not torch.equal(first[0], other) for other in first[1:])
     background = -digits.mean[0] / digits.std[0]
     assert float(torch.stack(first).min()) == pytest.approx(background, abs=1e-4)
+
+
+def test_tensor_images_of_uint8_grayscale_flip_left_right():
+    pixels = torch.arange(16, dtype=torch.uint8).view(1, 1, 4, 4)
+    images = TensorImages(pixels, torch.tensor([3]), (0.0,) * 3, (1.0,) * 3, flip=True)
+    expected = pixels[0].float().div(255).expand(3, 4, 4)
+    torch.manual_seed(0)
+    views = [images[0][0] for _ in range(20)]
+    assert all(view.shape == (3, 4, 4) for view in views)
+    assert any(torch.equal(v, expected) for v in views) and any(torch.equal(v, expected.flip(-1)) for v in views)
+    assert all(torch.equal(v, expected) or torch.equal(v, expected.flip(-1)) for v in views)
 
 
 def test_holdout_sizes_and_eval_transforms():

@@ -5,8 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import methods
+import numpy as np
 import pytest
 import scipy.stats
+
+from anas.data import fashion_mnist as fm
+from anas.io import atomic_write_json
 
 BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "methods.py"
 
@@ -37,3 +42,34 @@ def test_quick_methods_benchmark(tmp_path):
     alone = result["standalone"]
     expected = scipy.stats.kendalltau(alone["acc1"], alone["params_m"]).statistic
     assert result["baselines"]["params alone"]["kendall_tau"] == pytest.approx(expected)
+
+
+def test_fashion_mnist_scale_writes_its_subset_once(tmp_path, monkeypatch):
+    source = tmp_path / "debian"
+    for split, count in (("train", 60), ("test", 30)):
+        image_name, label_name = fm.FILES[split]
+        fm.write_idx(source / f"{image_name}.gz", np.full((count, 28, 28), 7, np.uint8))
+        fm.write_idx(source / f"{label_name}.gz", np.arange(count) % 10)
+    monkeypatch.setattr(fm, "DEBIAN_FOLDER", source)
+    scale = methods.Scale(data="fashion-mnist", train_per_class=3, test_per_class=None)
+    options = methods.data_options(tmp_path / "work", scale)
+    assert options["data"] == "fashion-mnist"
+    folder = Path(options["data_dir"])
+    assert fm.read_split(folder, "train")[1].tolist() == list(range(10)) * 3
+    assert len(fm.read_split(folder, "test")[1]) == 30
+    written = (folder / "train-images-idx3-ubyte.gz").stat().st_mtime_ns
+    assert methods.data_options(tmp_path / "work", scale) == options
+    assert (folder / "train-images-idx3-ubyte.gz").stat().st_mtime_ns == written
+    assert methods.data_options(tmp_path / "work", methods.Scale()) == {"data": "digits"}
+
+
+def test_a_part_keeps_the_methods_of_earlier_parts_at_the_same_scale(tmp_path):
+    out = tmp_path / "methods.json"
+    assert methods.earlier_result(out, methods.Scale()) == {}
+    earlier = {"scale": methods.Scale().as_dict(), "methods": {"uniform": {"mean_acc1": 1}}}
+    atomic_write_json(out, earlier)
+    assert methods.earlier_result(out, methods.Scale()) == earlier
+    assert methods.earlier_result(out, methods.SCALES["fashion-mnist"]) == {}
+    assert methods.unfinished({"epoch": 4, "step_in_epoch": 0}, 5)
+    assert methods.unfinished({"epoch": 5, "step_in_epoch": 3}, 5)
+    assert not methods.unfinished({"epoch": 5, "step_in_epoch": 0}, 5)

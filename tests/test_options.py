@@ -122,7 +122,7 @@ def test_no_option_of_the_loop_belongs_to_a_single_plugin():
         "flops_target": "anas.train.samplers.fpnas", "fpnas_beta": "anas.train.samplers.fpnas",
         "fpnas_lambda": "anas.train.samplers.fpnas", "fpnas_switch_epoch": "anas.train.samplers.fpnas",
         "prior_samples": "anas.train.samplers.attentive", "flops_step": "anas.train.samplers.attentive",
-        "predictor": "anas.train.estimators.predictor", "data_dir": "anas.data.dataset", "download": "anas.data.cifar",
+        "predictor": "anas.train.estimators.predictor", "data_dir": "anas.data.dataset", "download": "anas.data.dataset",
     }
     assert not set(owners) & option_names(TrainConfig)
     declared_by = {name: decl.owner.__module__ for name, (decl, _) in plugin_options(TrainConfig).items()}

@@ -1,11 +1,13 @@
-"""Datasets by name (``digits``, ``fake``, ``cifar10``, ``cifar100``, ``imagefolder``) and
-deterministic loaders. Importing this package registers the built-in datasets."""
+"""Datasets by name (``digits``, ``fashion-mnist``, ``cifar10``, ``cifar100``,
+``imagefolder``, ``fake``) and deterministic loaders. Importing this package registers the built-in datasets."""
 
-from anas.data import digits, cifar, imagefolder, fake  # noqa: F401, I001  (register the built-ins, in this order)
+# register the built-ins, in this order
+from anas.data import digits, fashion_mnist, cifar, imagefolder, fake  # noqa: F401, I001
 from anas.data.dataset import (
     DATASETS,
     DataConfig,
     DataFolderOptions,
+    DownloadOptions,
     DataSplits,
     Loaded,
     load_data,
@@ -15,6 +17,6 @@ from anas.data.images import TensorImages, Views
 from anas.data.imagefolder import IMAGENET_MEAN, IMAGENET_STD
 from anas.data.loaders import calibration_loader, evaluation_loader, make_loader
 
-__all__ = ["DATASETS", "IMAGENET_MEAN", "IMAGENET_STD", "DataConfig", "DataFolderOptions", "DataSplits", "Loaded",
-           "TensorImages", "Views", "calibration_loader", "evaluation_loader", "load_data", "make_loader",
-           "register_dataset"]
+__all__ = ["DATASETS", "IMAGENET_MEAN", "IMAGENET_STD", "DataConfig", "DataFolderOptions", "DataSplits",
+           "DownloadOptions", "Loaded", "TensorImages", "Views", "calibration_loader", "evaluation_loader",
+           "load_data", "make_loader", "register_dataset"]

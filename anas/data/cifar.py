@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch.utils.data import Dataset
 
 from anas.data.augmentation import moco_augmentation
-from anas.data.dataset import DataConfig, DataFolderOptions, Loaded, register_dataset
+from anas.data.dataset import DataConfig, DownloadOptions, Loaded, register_dataset
 from anas.errors import DataError, one_line
-from anas.options import option
 
 CIFAR_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
@@ -17,13 +14,8 @@ CIFAR_STATS = {
 }
 
 
-@dataclass(frozen=True, kw_only=True)
-class CifarOptions(DataFolderOptions):
-    download: bool = option(False, "Let torchvision download CIFAR into --data-dir.")
-
-
-@register_dataset("cifar100", options=CifarOptions)
-@register_dataset("cifar10", options=CifarOptions)
+@register_dataset("cifar100", options=DownloadOptions)
+@register_dataset("cifar10", options=DownloadOptions)
 def load_cifar(config: DataConfig) -> Loaded:
     """CIFAR-10/100 through torchvision: random crop and flip for training."""
     options = config.dataset_options

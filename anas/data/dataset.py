@@ -1,8 +1,8 @@
 """Datasets by name, and the splits a run uses.
 
 A dataset is a function registered with :func:`register_dataset` (``digits``, ``fake``,
-``cifar10``, ``cifar100``, ``imagefolder``), with the dataclass of its own options
-(``--data-dir`` for the ones read from a folder). It turns a :class:`DataConfig` into
+``fashion-mnist``, ``cifar10``, ``cifar100``, ``imagefolder``), with the dataclass of its
+own options (``--data-dir`` for the ones read from a folder). It turns a :class:`DataConfig` into
 :class:`Loaded` images; :func:`load_data` makes the splits of a run from them
 (:class:`DataSplits`): a training split with training augmentation (also used for BN
 recalibration), an optional held-out part of the training split with evaluation
@@ -35,10 +35,18 @@ Stats = tuple[float, float, float]
 class DataFolderOptions:
     """The options of a dataset read from a folder."""
 
-    data_dir: str | None = option(None, "Folder of the dataset's files (cifar10/100: CIFAR's files; imagefolder: "
-                                        "train/<class>/ and val/<class>/). For a trained run: the folder of its "
-                                        "data, replacing the one it was trained with (e.g. the ImageNet folder of "
-                                        "an imported supernet).")
+    data_dir: str | None = option(None, "Folder of the dataset's files (cifar10/100: CIFAR's files; fashion-mnist: "
+                                        "its four IDX files, by default /usr/share/datasets/fashion-mnist; "
+                                        "imagefolder: train/<class>/ and val/<class>/). For a trained run: the "
+                                        "folder of its data, replacing the one it was trained with (e.g. the "
+                                        "ImageNet folder of an imported supernet).")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DownloadOptions(DataFolderOptions):
+    """The options of a dataset that torchvision can download."""
+
+    download: bool = option(False, "Let torchvision download the dataset into --data-dir.")
 
 
 @dataclass(frozen=True)

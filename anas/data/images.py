@@ -14,14 +14,16 @@ Stats = tuple[float, float, float]
 
 
 class TensorImages(Dataset):
-    """Precomputed un-normalized images [N, 3, R, R] with labels; normalizes each item and,
-    when ``max_shift`` > 0, translates it by up to that many pixels (zero-filled); with a
-    ``crop_scale`` range, then crops a random part of that area range and resizes it back
-    (torchvision's ``RandomResizedCrop``)."""
+    """Precomputed un-normalized images [N, C, R, R] with labels: C is 3, or 1 for grayscale
+    (spread over 3 channels by the normalization); float in [0, 1], or uint8 (0-255, a
+    quarter of the memory). Each item is normalized; when ``max_shift`` > 0 it is first
+    translated by up to that many pixels (zero-filled); with ``flip``, mirrored left-right
+    with probability 1/2; with a ``crop_scale`` range, a random part of that area range is
+    cropped and resized back (torchvision's ``RandomResizedCrop``)."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: Stats, std: Stats,
-                 max_shift: int = 0, crop_scale: tuple[float, float] | None = None):
-        self.images, self.labels, self.max_shift = images, labels, max_shift
+                 max_shift: int = 0, crop_scale: tuple[float, float] | None = None, flip: bool = False):
+        self.images, self.labels, self.max_shift, self.flip = images, labels, max_shift, flip
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
         self.crop = None
@@ -35,8 +37,12 @@ class TensorImages(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image = self.images[index]
+        if image.dtype == torch.uint8:
+            image = image.float().div_(255.0)
         if self.max_shift > 0:
             image = random_translate(image, self.max_shift)
+        if self.flip and torch.rand(()) < 0.5:
+            image = image.flip(-1)
         if self.crop is not None:
             image = self.crop(image)
         return (image - self.mean) / self.std, int(self.labels[index])
