@@ -267,6 +267,22 @@ def cell(stats: dict, digits: int = 2) -> str:
     return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
 
 
+def markdown_table(result: dict) -> list[str]:
+    """The results as the README's table: mean ± standard deviation over the seeds."""
+    scale, edges = result["scale"], result["band_edges_mflops"]
+    bands = [f"{edges[b]:.2f}-{edges[b + 1]:.2f}" for b in range(BANDS)]
+    header = ["method", *(f"best top-1, {b} MFLOPs" for b in bands), f"mean top-1 of the {scale['subnets']}",
+              f"Kendall tau vs {scale['standalone']} stand-alone", f"tau vs `{result['reference']}` evaluated"]
+    rows = [[method, *(cell(s) for s in figures["best_acc1_per_band"]), cell(figures["mean_acc1"]),
+             cell(figures["kendall_tau"], 3), cell(figures.get("kendall_tau_evaluated"), 3)]
+            for method, figures in result["methods"].items()]
+    rows += [[name, *("" for _ in bands), "", f"{figures['kendall_tau']:.3f}",
+              cell(figures["kendall_tau_evaluated"], 3)] for name, figures in result["baselines"].items()]
+    title = (f"{scale['data']}: {len(scale['seeds'])} seed(s), {scale['epochs']} epochs; "
+             f"mean ± std over seeds; {sum(part['seconds'] for part in result.get('parts', [])):.0f} s in all")
+    return [title, "", *("| " + " | ".join(row) + " |" for row in [header, ["---"] * len(header), *rows])]
+
+
 def results_file(args: argparse.Namespace) -> Path:
     if args.out:
         return Path(args.out)
@@ -291,7 +307,11 @@ def main() -> None:
                                                      "runs already there are reused")
     parser.add_argument("--out", default=None, help="results file (default: benchmarks/results/methods[-DATA]"
                                                     "[-quick].json)")
+    parser.add_argument("--table", default=None, metavar="FILE", help="print the table of a results file and stop")
     args = parser.parse_args()
+    if args.table:
+        print("\n".join(markdown_table(read_json(args.table, "results file"))))
+        return
     scale = (QUICK if args.quick else SCALES)[args.data]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
@@ -336,19 +356,7 @@ def main() -> None:
                         "threads": torch.get_num_threads()},
         }
     atomic_write_json(out, result)
-    bands = [f"{edges[b]:.2f}-{edges[b + 1]:.2f}" for b in range(BANDS)]
-    header = ["method", *(f"best {b} MFLOPs" for b in bands), f"mean of {scale.subnets}",
-              f"tau ({scale.standalone} stand-alone)", f"tau ({REFERENCE} evaluated)"]
-    print(f"{scale.data}: {len(scale.seeds)} seed(s), {scale.epochs} epochs; mean ± std over seeds")
-    print(" | ".join(header))
-    for method, figures in per_method.items():
-        row = [method, *(cell(s) for s in figures["best_acc1_per_band"]), cell(figures["mean_acc1"]),
-               cell(figures["kendall_tau"], 3), cell(figures.get("kendall_tau_evaluated"), 3)]
-        print(" | ".join(row))
-    for name, figures in baselines.items():
-        row = [name, *("-" for _ in bands), "-", f"{figures['kendall_tau']:.3f}",
-               cell(figures["kendall_tau_evaluated"], 3)]
-        print(" | ".join(row))
+    print("\n".join(markdown_table(result)))
     print(f"written to {out} ({result['seconds']:.0f} s)")
 
 
