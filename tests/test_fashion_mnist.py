@@ -185,3 +185,11 @@ def test_subset_keeps_the_first_images_of_each_class(folder, tmp_path):
     assert labels.tolist() == list(range(10)) * 2  # the labels cycle 0-9 in the written folder
     assert torch.equal(images, all_images[:20])
     assert len(fm.read_split(subset, "test")[1]) == TEST
+
+
+def test_a_header_announcing_more_than_any_file_holds(folder):
+    header = bytes([0, 0, 0x08, 3]) + (2**32 - 1).to_bytes(4, "big") * 3
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + b"\0" * 100))
+    with pytest.raises(DataError) as excinfo:
+        load(folder)
+    one_line_error(excinfo, "truncated", "4294967295x4294967295x4294967295")

@@ -24,6 +24,7 @@ colour change, which would make images the dataset does not hold.
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -132,7 +133,7 @@ def read_idx(path: Path, dims: int) -> np.ndarray:
     if len(data) < header:
         raise DataError(f"{path}: truncated ({len(data)} bytes, shorter than its header)")
     shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=dims, offset=4))
-    expected = header + int(np.prod(shape))
+    expected = header + math.prod(shape)  # Python integers: a hostile header cannot overflow
     if len(data) != expected:
         raise DataError(f"{path}: {'truncated' if len(data) < expected else 'corrupt'} ({len(data)} bytes; "
                         f"its header announces {'x'.join(map(str, shape))} values, {expected} bytes)")
