@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import assert_one_line_error, one_line_error
+from torchvision.datasets import FashionMNIST
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from anas.data import DataConfig, load_data
@@ -25,13 +26,6 @@ def idx_bytes(array: np.ndarray, tmp_path) -> bytes:
     return fm.write_idx(tmp_path / "crafted-idx", array).read_bytes()
 
 
-def write_split(folder, split: str, images: np.ndarray, labels: np.ndarray, compress: bool = True) -> None:
-    suffix = ".gz" if compress else ""
-    image_name, label_name = fm.FILES[split]
-    fm.write_idx(folder / f"{image_name}{suffix}", images)
-    fm.write_idx(folder / f"{label_name}{suffix}", labels)
-
-
 def sample_images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8)
@@ -41,8 +35,8 @@ def sample_images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture
 def folder(tmp_path):
     """A Fashion-MNIST folder of 40 training and 20 test images, gzip-compressed as shipped."""
-    write_split(tmp_path, "train", *sample_images(TRAIN, 0))
-    write_split(tmp_path, "test", *sample_images(TEST, 1))
+    fm.write_split(tmp_path, "train", *sample_images(TRAIN, 0))
+    fm.write_split(tmp_path, "test", *sample_images(TEST, 1))
     return tmp_path
 
 
@@ -53,7 +47,7 @@ def load(folder, **kwargs):
 def test_splits_pixels_and_normalization(folder):
     splits = load(folder)
     assert (len(splits.train), len(splits.val), splits.num_classes) == (TRAIN, TEST, 10)
-    assert splits.class_names[0] == "T-shirt/top" and splits.class_names[9] == "Ankle boot"
+    assert splits.class_names == list(FashionMNIST.classes)
     images, labels = sample_images(TEST, 1)
     image, label = splits.val[3]
     assert image.shape == (3, 32, 32) and label == labels[3]
@@ -67,8 +61,8 @@ def test_reads_what_torchvision_reads_plain_and_in_its_layout(tmp_path):
     raw = tmp_path / "FashionMNIST" / "raw"  # where torchvision's --download puts the files
     raw.mkdir(parents=True)
     images, labels = sample_images(TRAIN, 0)
-    write_split(raw, "train", images, labels, compress=False)
-    write_split(raw, "test", *sample_images(TEST, 1), compress=False)
+    fm.write_split(raw, "train", images, labels, suffix="")
+    fm.write_split(raw, "test", *sample_images(TEST, 1), suffix="")
     mine_images, mine_labels = fm.read_split(tmp_path, "train")
     assert torch.equal(mine_images[:, 0], read_image_file(str(raw / "train-images-idx3-ubyte")))
     assert torch.equal(mine_labels, read_label_file(str(raw / "train-labels-idx1-ubyte")))
@@ -99,7 +93,7 @@ def test_missing_files_name_both_ways_to_get_them(tmp_path, monkeypatch):
     with pytest.raises(DataError) as excinfo:
         load_data(DataConfig.named("fashion-mnist"))
     one_line_error(excinfo, "not-installed", "apt-get install dataset-fashion-mnist", "--data-dir", "--download")
-    write_split(tmp_path, "train", *sample_images(TRAIN, 0))
+    fm.write_split(tmp_path, "train", *sample_images(TRAIN, 0))
     with pytest.raises(DataError) as excinfo:
         load(tmp_path)
     one_line_error(excinfo, "t10k-images-idx3-ubyte", "apt-get install dataset-fashion-mnist")

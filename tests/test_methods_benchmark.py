@@ -47,9 +47,7 @@ def test_quick_methods_benchmark(tmp_path):
 def test_fashion_mnist_scale_writes_its_subset_once(tmp_path, monkeypatch):
     source = tmp_path / "debian"
     for split, count in (("train", 60), ("test", 30)):
-        image_name, label_name = fm.FILES[split]
-        fm.write_idx(source / f"{image_name}.gz", np.full((count, 28, 28), 7, np.uint8))
-        fm.write_idx(source / f"{label_name}.gz", np.arange(count) % 10)
+        fm.write_split(source, split, np.full((count, 28, 28), 7, np.uint8), np.arange(count) % 10)
     monkeypatch.setattr(fm, "DEBIAN_FOLDER", source)
     scale = methods.Scale(data="fashion-mnist", train_per_class=3, test_per_class=None)
     options = methods.data_options(tmp_path / "work", scale)

@@ -47,7 +47,11 @@ FILES = {
 IMAGE_SIZE = 28
 CANVAS = 32  # the 28x28 images are centred on a black canvas of this size
 MAX_SHIFT = (CANVAS - IMAGE_SIZE) // 2
-NUM_CLASSES = 10
+# Zalando's names of the labels 0-9 (torchvision's ``FashionMNIST.classes``, which costs a
+# torchvision import to read)
+CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+               "Ankle boot")
+NUM_CLASSES = len(CLASS_NAMES)
 # Fashion-MNIST's statistics: mean and standard deviation of the 60,000 training images'
 # pixels in [0, 1] (measured: 0.28604, 0.35302)
 MEAN = (0.2860,) * 3
@@ -72,9 +76,7 @@ def load_fashion_mnist(config: DataConfig) -> Loaded:
     train = TensorImages(train_images, train_labels, MEAN, STD, shift, crop_scale, flip=True)
     plain = TensorImages(train_images, train_labels, MEAN, STD)
     val = TensorImages(val_images, val_labels, MEAN, STD)
-    from torchvision.datasets import FashionMNIST  # torchvision is slow to import: only when needed
-
-    return Loaded(train, plain, val, list(FashionMNIST.classes), MEAN, STD)
+    return Loaded(train, plain, val, list(CLASS_NAMES), MEAN, STD)
 
 
 def download(data_dir: str | None) -> None:
@@ -92,16 +94,15 @@ def download(data_dir: str | None) -> None:
 def read_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The images [N, 1, 28, 28] (uint8) and labels [N] (int64) of ``split`` (train or
     test) from ``folder``."""
-    image_name, label_name = FILES[split]
-    images = read_idx(find_file(folder, image_name), dims=3)
-    labels = read_idx(find_file(folder, label_name), dims=1)
+    image_path, label_path = (find_file(folder, name) for name in FILES[split])
+    images, labels = read_idx(image_path, dims=3), read_idx(label_path, dims=1)
     if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-        raise DataError(f"{find_file(folder, image_name)}: images of {images.shape[1]}x{images.shape[2]} pixels, "
+        raise DataError(f"{image_path}: images of {images.shape[1]}x{images.shape[2]} pixels, "
                         f"Fashion-MNIST's are {IMAGE_SIZE}x{IMAGE_SIZE}")
     if len(images) != len(labels):
         raise DataError(f"{folder}: {len(images)} {split} images but {len(labels)} labels")
     if labels.size and labels.max() >= NUM_CLASSES:
-        raise DataError(f"{find_file(folder, label_name)}: label {int(labels.max())} is not one of Fashion-MNIST's "
+        raise DataError(f"{label_path}: label {int(labels.max())} is not one of Fashion-MNIST's "
                         f"{NUM_CLASSES} classes (0-{NUM_CLASSES - 1})")
     return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
@@ -157,10 +158,16 @@ def write_subset(folder: str | Path, source: Path, train_per_class: int | None, 
     for split, per_class in (("train", train_per_class), ("test", test_per_class)):
         images, labels = read_split(source, split)
         keep = first_of_each_class(labels, per_class)
-        image_name, label_name = FILES[split]
-        write_idx(folder / f"{image_name}.gz", images[keep, 0].numpy())
-        write_idx(folder / f"{label_name}.gz", labels[keep].numpy())
+        write_split(folder, split, images[keep, 0].numpy(), labels[keep].numpy())
     return folder
+
+
+def write_split(folder: str | Path, split: str, images: np.ndarray, labels: np.ndarray, suffix: str = ".gz") -> None:
+    """Write ``images`` [N, 28, 28] and ``labels`` [N] as ``split``'s two IDX files in
+    ``folder`` (gzip-compressed with the default ``suffix``, plain with "")."""
+    image_name, label_name = FILES[split]
+    write_idx(Path(folder) / f"{image_name}{suffix}", images)
+    write_idx(Path(folder) / f"{label_name}{suffix}", labels)
 
 
 def first_of_each_class(labels: torch.Tensor, per_class: int | None) -> torch.Tensor:
